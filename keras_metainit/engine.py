@@ -1,0 +1,429 @@
+"""``meta_initialize``: the one engine behind every method.
+
+Learned methods: the model's weights are evaluated at ``θ = s · W⁰`` (one scale per tuned tensor)
+through ``model.stateless_call``, so the model is never touched during the run; each step
+differentiates the method's objective with respect to the scales and applies the method's scale
+update, all in one compiled ``tf.function`` traced once. The result is written back with
+``assign`` at the end. A non-finite objective, gradient or scale stops the run at the last good
+scales; a ``KeyboardInterrupt`` writes the last good scales and re-raises. The user's weights are
+never left NaN.
+
+Layer-wise methods (LSUV, Sylvester) share the data handling, the progress bar and the report.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import warnings
+from typing import Any, Dict, List, Optional, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_metainit import data as data_lib
+from keras_metainit import methods as methods_lib
+from keras_metainit import objectives
+from keras_metainit.report import InitReport
+
+__all__ = ["meta_initialize", "make_loss_fn", "gradient_quotient", "grad_cosine"]
+
+# Layers whose randomness is switched off during initialization, and the attribute that does it.
+_NOISE_ATTRS = (
+    (keras.layers.Dropout, "rate"),
+    (keras.layers.GaussianDropout, "rate"),
+    (keras.layers.AlphaDropout, "rate"),
+    (keras.layers.GaussianNoise, "stddev"),
+)
+
+
+@contextlib.contextmanager
+def noise_off(model):
+    """Dropout and noise layers act as the identity inside this context, even with training=True."""
+    saved = []
+    for layer in _all_layers(model):
+        for cls, attr in _NOISE_ATTRS:
+            if isinstance(layer, cls):
+                saved.append((layer, attr, getattr(layer, attr)))
+                object.__setattr__(layer, attr, 0.0)
+    try:
+        yield
+    finally:
+        for layer, attr, value in saved:
+            object.__setattr__(layer, attr, value)
+
+
+def _all_layers(model):
+    if hasattr(model, "_flatten_layers"):
+        return list(model._flatten_layers(include_self=False, recursive=True))
+    return list(getattr(model, "layers", []))
+
+
+def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
+    """``per_example_loss(params, batch) -> (B,)``: the model's loss at the given trainable
+    parameters, without side effects.
+
+    ``params`` replace ``model.trainable_variables`` one for one; the non-trainable variables
+    (normalization statistics) are read, and any update of them is discarded. With
+    ``training=True`` normalization layers use batch statistics; dropout and noise layers are off
+    in both modes.
+    """
+    non_trainable = model.non_trainable_variables
+
+    def per_example_loss(params, batch):
+        x, y = batch
+        with noise_off(model):
+            y_pred, _ = model.stateless_call(list(params), non_trainable, x, training=training)
+        return loss_spec.per_example(y, tf.nest.flatten(y_pred)[0])
+
+    return per_example_loss
+
+
+def _he_norm(shape) -> float:
+    """Norm of a He-initialized kernel of this shape: sqrt(2 · fan_out) (Keras fans)."""
+    fan_out = shape[-1] * (int(np.prod(shape[:-2])) if len(shape) > 2 else 1)
+    return math.sqrt(2.0 * fan_out)
+
+
+def _resolve_verbose(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"Argument `verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
+    return int(verbose)
+
+
+class _Progress:
+    """A Keras progress bar for verbose=1, one line per call for verbose=2, nothing for 0."""
+
+    def __init__(self, target: int, verbose: int, title: str):
+        self.verbose = verbose
+        if verbose == 1:
+            print(title)
+            self.bar = keras.utils.Progbar(target, verbose=1, unit_name="step")
+
+    def update(self, current: int, values: Dict[str, float]):
+        if self.verbose == 1:
+            self.bar.update(current, [(k, v) for k, v in values.items()], finalize=False)
+
+    def done(self, report: InitReport):
+        if self.verbose == 1:
+            self.bar.update(report.steps_run, finalize=True)
+        elif self.verbose == 2:
+            changes = ", ".join(f"{k} {report.before[k]:.4g} -> {report.after.get(k, float('nan')):.4g}"
+                                for k in report.before)
+            print(f"{report.method}: {report.steps_run} steps, {report.wall_time:.1f}s"
+                  + (f", {changes}" if changes else ""))
+
+
+# ----------------------------------------------------------------------------------------------
+# The learned-method runner
+# ----------------------------------------------------------------------------------------------
+class _ScaleRun:
+    """State and compiled functions of one learned-method run."""
+
+    def __init__(self, model, method: methods_lib.LearnedMethod, loss_fn, report: InitReport):
+        self.model, self.method, self.loss_fn, self.report = model, method, loss_fn, report
+        self.variables = list(model.trainable_variables)
+        norms = [float(np.linalg.norm(np.asarray(v.numpy(), np.float64))) for v in self.variables]
+        skipped_zero = [v.path for v, n in zip(self.variables, norms)
+                        if method.tunes(v) and n == 0.0]
+        self.tuned = [i for i, (v, n) in enumerate(zip(self.variables, norms))
+                      if method.tunes(v) and n > 0.0]
+        if not self.tuned:
+            raise ValueError(
+                f"The model has no tensor for {method.name} to tune: it needs trainable tensors "
+                f"{'with ndim >= 2 ' if type(method).tunes is methods_lib.LearnedMethod.tunes else ''}"
+                f"and a nonzero norm. Trainable variables: {[v.path for v in self.variables]}"
+            )
+        if skipped_zero:
+            report.notes.append(f"skipped (zero norm): {', '.join(skipped_zero)}")
+        self.norms = norms
+        k = len(self.tuned)
+        self.base_norms = tf.constant([norms[i] for i in self.tuned], tf.float32)
+        self.scales = tf.Variable(tf.ones([k]), trainable=False, name="metainit_scales")
+        self.last_good = tf.Variable(tf.ones([k]), trainable=False, name="metainit_last_good")
+        self.transform = method.transform()
+        self.state = {name: tf.Variable(t, trainable=False, name=f"metainit_{name}")
+                      for name, t in self.transform.init(self.scales.value(), self.base_norms).items()}
+        self.traces = 0
+
+    def params_at(self, scales) -> List[tf.Tensor]:
+        params = [v.value for v in self.variables]
+        for j, i in enumerate(self.tuned):
+            params[i] = tf.cast(scales[j], params[i].dtype) * params[i]
+        return params
+
+    def _objective(self, scales, batches):
+        return self.method.objective(self.loss_fn, self.params_at(scales), batches)
+
+    def step(self, batches):
+        """One compiled step: objective, its gradient w.r.t. the scales, guarded update."""
+        self.traces += 1  # runs at trace time only
+        s = self.scales.read_value()
+        with tf.GradientTape() as tape:
+            tape.watch(s)
+            value, constraint, metrics = self._objective(s, batches)
+        grads = tape.gradient(value, s, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        state = {k: v.read_value() for k, v in self.state.items()}
+        new_s, new_state = self.transform.update(grads, state, s, self.base_norms, constraint)
+        batch_ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
+                                  for b in batches for t in tf.nest.flatten(b)
+                                  if t.dtype.is_floating])
+        ok = (batch_ok & tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grads))
+              & tf.reduce_all(tf.math.is_finite(new_s)))
+        self.scales.assign(tf.where(ok, new_s, s))
+        self.last_good.assign(tf.where(ok, s, self.last_good))
+        for k, var in self.state.items():
+            var.assign(tf.where(ok, new_state[k], state[k]))
+        return {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint}
+
+    def evaluate(self, batches):
+        """The method's metrics at the current scales, without a step."""
+        _, _, metrics = self._objective(self.scales.read_value(), batches)
+        return metrics
+
+    def write_back(self, scales: np.ndarray):
+        for j, i in enumerate(self.tuned):
+            v = self.variables[i]
+            v.assign(tf.cast(scales[j], v.dtype) * v.value)
+
+
+def _finite_batches(batches) -> bool:
+    return all(bool(np.all(np.isfinite(t.numpy()))) for b in batches for t in tf.nest.flatten(b)
+               if t.dtype.is_floating)
+
+
+def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
+    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
+    run = _ScaleRun(model, method, loss_fn, report)
+    it = iter(dataset)
+    k = method.batches_per_step
+    spec = (dataset.element_spec,) * k
+    step_fn = tf.function(run.step, input_signature=[spec])
+    eval_fn = tf.function(run.evaluate, input_signature=[spec])
+
+    def draw():
+        return tuple(next(it) for _ in range(k))
+
+    eval_batches = draw()
+    if not _finite_batches(eval_batches):
+        raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
+    report.before = {n: float(v) for n, v in eval_fn(eval_batches).items()}
+    report.history = {n: [] for n in method.metric_names}
+    progress = _Progress(steps, verbose, f"{type(method).__name__}: {steps} steps")
+    start = time.perf_counter()
+    interrupted = bad_data = False
+    try:
+        batches = eval_batches
+        for t in range(steps):
+            out = {n: v.numpy() for n, v in step_fn(batches).items()}
+            if not out["batch_ok"]:
+                bad_data = True
+                raise data_lib.DataError(
+                    f"A batch of `data` contains NaN or Inf (step {t}); the model is unchanged."
+                )
+            if not out["ok"]:
+                report.stopped_early = (f"non-finite objective, gradient or scale at step {t}; "
+                                        "restored the last good scales")
+                warnings.warn(f"{type(method).__name__}: {report.stopped_early}.", RuntimeWarning,
+                              stacklevel=3)
+                break
+            for n in method.metric_names:
+                report.history[n].append(float(out[n]))
+            report.constraint_steps += int(out["constraint"])
+            report.steps_run = t + 1
+            progress.update(t + 1, {n: float(out[n]) for n in method.metric_names})
+            batches = draw()
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        # On a clean finish the current scales are good; otherwise the last good ones.
+        clean = report.stopped_early is None and not interrupted and report.steps_run == steps
+        final = (run.scales if clean else run.last_good).numpy()
+        if not bad_data:
+            run.write_back(final)
+        report.wall_time = time.perf_counter() - start
+        report.traces = run.traces
+        if interrupted:
+            report.notes.append("interrupted: the last good scales were written back")
+        _tensor_table(run, final, report)
+    run.scales.assign(tf.ones_like(run.scales))  # weights now hold the result: evaluate at s = 1
+    report.after = {n: float(v) for n, v in eval_fn(eval_batches).items()}
+    progress.done(report)
+    return report
+
+
+def _tensor_table(run: _ScaleRun, scales: np.ndarray, report: InitReport) -> None:
+    scale_of = {i: float(scales[j]) for j, i in enumerate(run.tuned)}
+    gain_before, gain_after = 1.0, 1.0
+    for i, v in enumerate(run.variables):
+        s = scale_of.get(i, 1.0)
+        report.tensors.append({
+            "name": v.path, "shape": tuple(v.shape), "tuned": i in scale_of,
+            "norm_before": run.norms[i], "norm_after": run.norms[i] * s, "scale": s,
+        })
+        if i in scale_of and len(v.shape) >= 2:
+            he = _he_norm(tuple(v.shape))
+            gain_before *= run.norms[i] / he
+            gain_after *= run.norms[i] * s / he
+    report.end_to_end_gain = {"before": gain_before, "after": gain_after}
+
+
+# ----------------------------------------------------------------------------------------------
+# Public entry point
+# ----------------------------------------------------------------------------------------------
+def meta_initialize(
+    model: keras.Model,
+    data: Any = None,
+    method: Union[str, methods_lib.Method] = "metainit",
+    *,
+    loss: Any = None,
+    steps: Optional[int] = None,
+    batch_size: Optional[int] = None,
+    seed: Optional[int] = None,
+    verbose: Union[str, int] = "auto",
+    **method_options,
+) -> InitReport:
+    """Initialize ``model`` in place with a learned or layer-wise method.
+
+    ``import keras_metainit`` also makes this available as ``model.meta_initialize(data, ...)`` on
+    every ``keras.Model``.
+
+    Args:
+        model: a Keras model; an unbuilt one is built from the first batch.
+        data: None (random Gaussian inputs and uniform labels, MetaInit's reference setting), a
+            ``tf.data.Dataset`` of ``(x, y)`` or ``x`` batches, NumPy ``(x, y)`` or ``x``, or the
+            name of a TensorFlow Datasets dataset (loaded with ``download=False``).
+        method: ``"metainit"``, ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"lsuv"``,
+            ``"sylvester"``, or a method object from :mod:`keras_metainit.methods`.
+        loss: a Keras loss; default the compiled loss, else inferred from the output layer.
+        steps: number of steps, overriding the method's.
+        batch_size: examples per batch for data that is not batched yet (default: the method's).
+        seed: seed for shuffling and random data.
+        verbose: ``"auto"`` (= 1), 0 silent, 1 progress bar, 2 one line per call.
+        **method_options: constructor arguments of the method when ``method`` is a string.
+
+    Returns:
+        An :class:`~keras_metainit.report.InitReport`.
+
+    Raises:
+        ValueError: bad arguments, NaN/Inf or empty data, a model with nothing to tune.
+
+    Example:
+        >>> import keras, keras_metainit
+        >>> model = keras.Sequential([keras.Input((784,))] +
+        ...     [keras.layers.Dense(128, "relu") for _ in range(10)] + [keras.layers.Dense(10)])
+        >>> report = model.meta_initialize(None, steps=100, verbose=0)
+        >>> print(report)
+
+    Reference:
+        Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",
+        NeurIPS 2019.
+    """
+    method = methods_lib.get(method, **method_options)
+    if steps is not None:
+        if int(steps) < 1:
+            raise ValueError(f"Argument `steps` must be >= 1. Received: steps={steps}")
+    verbose = _resolve_verbose(verbose)
+    seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31)) if seed is None else int(seed)
+    dataset, description, loss_spec = data_lib.make_dataset(
+        data, model, loss, batch_size=batch_size, seed=seed,
+        default_batch_size=method.batch_size or data_lib.DEFAULT_BATCH_SIZE,
+    )
+    report = InitReport(
+        method=method.name, config=method.get_config(),
+        loss=f"{loss_spec.name} ({loss_spec.origin})", data=description,
+    )
+    if isinstance(method, methods_lib.LayerwiseMethod):
+        start = time.perf_counter()
+        progress = _Progress(len(model.layers), verbose, f"{type(method).__name__}: layer by layer")
+        report.layers = method.run(model, dataset, loss_spec, seed=seed, progress=progress)
+        report.steps_run = len(report.layers)
+        report.wall_time = time.perf_counter() - start
+        progress.done(report)
+        return report
+    n_steps = int(steps) if steps is not None else method.steps
+    return _run_learned(model, method, dataset, loss_spec, n_steps, verbose, report)
+
+
+# ----------------------------------------------------------------------------------------------
+# Diagnostics
+# ----------------------------------------------------------------------------------------------
+def _batch_and_loss(model, batch, loss, training=False):
+    x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
+    if y is None:
+        raise ValueError("Diagnostics need a labelled batch `(x, y)`.")
+    x = tf.nest.map_structure(lambda a: tf.convert_to_tensor(a, keras.config.floatx())
+                              if np.asarray(a).dtype.kind == "f" else tf.convert_to_tensor(a), x)
+    data_lib.ensure_built(model, x)
+    spec = data_lib.resolve_loss(model, loss, x)
+    params = [v.value for v in model.trainable_variables]
+    return (x, tf.convert_to_tensor(y)), make_loss_fn(model, spec, training), params
+
+
+def gradient_quotient(model: keras.Model, batch, loss: Any = None, eps: float = 1e-5) -> float:
+    """The gradient quotient of ``model`` on one batch (MetaInit's objective).
+
+    ``GQ = mean_i |(g_i - (Hg)_i) / (g_i + eps·sign(g_i)) - 1|`` over all trainable scalars, with
+    ``Hg`` the Hessian-gradient product. 0 means one gradient step would not change the
+    gradient (a locally linear landscape); large values flag a hard start.
+
+    Args:
+        model: a Keras model (normalization layers in inference mode, dropout off).
+        batch: ``(x, y)`` arrays or tensors.
+        loss: a Keras loss; default the compiled loss, else inferred.
+        eps: the quotient's ε.
+
+    Returns:
+        GQ as a Python float.
+
+    Example:
+        >>> gq = keras_metainit.gradient_quotient(model, (x[:128], y[:128]))
+
+    Reference:
+        Dauphin & Schoenholz, NeurIPS 2019, eq. 1.
+    """
+    batch, loss_fn, params = _batch_and_loss(model, batch, loss)
+    gq, _ = objectives.gradient_quotient(loss_fn, params, batch, eps)
+    return float(gq)
+
+
+def grad_cosine(model: keras.Model, batch, loss: Any = None, splits: int = 4,
+                overlap: float = 0.2) -> Dict[str, float]:
+    """GradCosine of ``model`` on one batch (NIO's objective).
+
+    The mean pairwise cosine between the gradients of ``splits`` overlapping chunks of the batch
+    (normalization layers on batch statistics, dropout off), and the mean chunk-gradient norm.
+
+    Args:
+        model: a Keras model.
+        batch: ``(x, y)`` arrays or tensors; its size must allow ``splits`` chunks.
+        loss: a Keras loss; default the compiled loss, else inferred.
+        splits: number of chunks D.
+        overlap: overlap ratio r of the chunks.
+
+    Returns:
+        ``{"gc": cosine, "gn": mean chunk-gradient norm}``.
+
+    Reference:
+        Yang et al., "Towards Theoretically Inspired Neural Initialization Optimization",
+        NeurIPS 2022.
+    """
+    batch, loss_fn, params = _batch_and_loss(model, batch, loss, training=True)
+    gc, gn, _ = objectives.grad_cosine(loss_fn, params, batch, splits, overlap)
+    return {"gc": float(gc), "gn": float(gn)}
+
+
+def _model_meta_initialize(self, data=None, method="metainit", **kwargs) -> InitReport:
+    """``keras_metainit.meta_initialize(self, data, method, **kwargs)``; added by keras_metainit."""
+    return meta_initialize(self, data, method, **kwargs)
+
+
+def install() -> None:
+    """Add ``meta_initialize`` to ``keras.Model`` (done by ``import keras_metainit``)."""
+    if not hasattr(keras.Model, "meta_initialize"):
+        keras.Model.meta_initialize = _model_meta_initialize

@@ -1,0 +1,144 @@
+"""``InitReport``: what an initialization did, to print, plot and assert on."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+__all__ = ["InitReport"]
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        if v != v or math.isinf(v):
+            return str(v)
+        return f"{v:.4g}"
+    return str(v)
+
+
+@dataclasses.dataclass
+class InitReport:
+    """The record of one ``meta_initialize`` call.
+
+    Attributes:
+        method: the method's name; ``config`` its hyperparameters.
+        loss: the loss used and where it came from (argument, compiled, inferred).
+        data: a description of the data source.
+        history: per-step metrics, ``{"gq": [...], "loss": [...], ...}`` (learned methods).
+        before, after: the headline metrics at the start and at the end, on the same batch.
+        tensors: one row per weight tensor: name, shape, norm before/after, scale, whether tuned.
+        layers: one row per layer for layer-wise methods (set or skipped, variances, ...).
+        end_to_end_gain: product over tuned kernels of ``‖W‖ / sqrt(2·fan_out)`` (the norm of a
+            He-initialized kernel), before and after: below 1 the net shrinks its signal.
+        steps_run: steps taken; ``stopped_early`` why the run ended before ``steps``, if it did.
+        constraint_steps: steps that reduced the gradient-norm constraint instead of the objective.
+        wall_time: seconds; ``traces``: how often the compiled step was traced.
+        notes: anything the user should know (precision, skipped tensors, restorations).
+    """
+
+    method: str
+    config: Dict[str, Any]
+    loss: str = ""
+    data: str = ""
+    history: Dict[str, List[float]] = dataclasses.field(default_factory=dict)
+    before: Dict[str, float] = dataclasses.field(default_factory=dict)
+    after: Dict[str, float] = dataclasses.field(default_factory=dict)
+    tensors: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    layers: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
+    end_to_end_gain: Dict[str, float] = dataclasses.field(default_factory=dict)
+    steps_run: int = 0
+    stopped_early: Optional[str] = None
+    constraint_steps: int = 0
+    wall_time: float = 0.0
+    traces: int = 0
+    notes: List[str] = dataclasses.field(default_factory=list)
+
+    # ------------------------------------------------------------------ data
+    def to_dict(self) -> Dict[str, Any]:
+        """Everything in the report as plain Python types (JSON serializable)."""
+        return dataclasses.asdict(self)
+
+    @property
+    def scales(self) -> Dict[str, float]:
+        """Scale factor per tuned tensor, by name."""
+        return {t["name"]: t["scale"] for t in self.tensors if t.get("tuned")}
+
+    # ------------------------------------------------------------------ text
+    def __str__(self) -> str:
+        lines = [f"keras-metainit report: {self.method}"]
+        lines.append(f"  loss: {self.loss}")
+        lines.append(f"  data: {self.data}")
+        lines.append(f"  steps: {self.steps_run}" + (f" (stopped early: {self.stopped_early})"
+                                                    if self.stopped_early else ""))
+        if self.constraint_steps:
+            lines.append(f"  constraint steps: {self.constraint_steps}")
+        lines.append(f"  time: {self.wall_time:.2f} s")
+        for key in self.before:
+            lines.append(f"  {key}: {_fmt(self.before[key])} -> {_fmt(self.after.get(key, float('nan')))}")
+        if self.end_to_end_gain:
+            lines.append("  end-to-end gain vs He: "
+                         f"{_fmt(self.end_to_end_gain.get('before'))} -> "
+                         f"{_fmt(self.end_to_end_gain.get('after'))}")
+        for title, rows in (("tensors", self.tensors), ("layers", self.layers)):
+            if rows:
+                lines.append(f"  {title}:")
+                lines.extend("    " + r for r in _table(rows))
+        lines.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(lines)
+
+    def print(self) -> None:
+        """Print the report."""
+        print(str(self))
+
+    # ------------------------------------------------------------------ plot
+    def plot(self, path: Optional[str] = None):
+        """Draw the headline metric per step and the scale per tensor.
+
+        Args:
+            path: where to save the figure (PNG, PDF, ... by extension); None to only return it.
+
+        Returns:
+            The matplotlib ``Figure``.
+        """
+        try:
+            import matplotlib
+
+            if path is not None:
+                matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError as e:  # pragma: no cover - optional extra
+            raise ImportError("InitReport.plot needs matplotlib: pip install keras-metainit[plot]") from e
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+        for key, values in self.history.items():
+            if key in ("constraint",):
+                continue
+            ax1.plot(np.arange(len(values)), values, label=key)
+        ax1.set_xlabel("step")
+        ax1.set_yscale("log" if self.history and all(
+            v > 0 for vs in self.history.values() for v in vs) else "linear")
+        ax1.set_title(f"{self.method}: metrics per step")
+        if self.history:
+            ax1.legend()
+        rows = [t for t in self.tensors if t.get("tuned")] or self.layers
+        names = [r["name"] for r in rows]
+        values = [r.get("scale", r.get("var_after", float("nan"))) for r in rows]
+        ax2.bar(np.arange(len(rows)), values)
+        ax2.axhline(1.0, color="k", lw=0.5)
+        ax2.set_xticks(np.arange(len(rows)))
+        ax2.set_xticklabels(names, rotation=90, fontsize=6)
+        ax2.set_title("scale per tensor" if self.tensors else "output variance per layer")
+        fig.tight_layout()
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _table(rows: List[Dict[str, Any]]) -> List[str]:
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    cells = [[_fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return out

@@ -1,0 +1,242 @@
+"""meta_initialize with MetaInit: recovery, invariants, compilation, safety, data forms."""
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_metainit as km
+from keras_metainit import engine
+from keras_metainit.data import DataError
+from keras_metainit.datasets import load_fashion_mnist
+
+CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    x, y = load_fashion_mnist("train", flatten=True)
+    xt, yt = load_fashion_mnist("test", flatten=True)
+    return x, y, xt, yt
+
+
+def mlp(depth=4, width=32, scale=1.0, seed=0, inputs=784, bias="zeros"):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((inputs,))]
+        + [keras.layers.Dense(width, "relu", kernel_initializer="he_normal",
+                              bias_initializer=bias) for _ in range(depth)]
+        + [keras.layers.Dense(10, bias_initializer=bias)]
+    )
+    for v in model.trainable_variables:
+        if len(v.shape) == 2:
+            v.assign(v * scale)
+    return model
+
+
+def short_fit(model, data, epochs=1):
+    x, y, xt, yt = data
+    model.compile(keras.optimizers.Adam(1e-3), CE, metrics=["accuracy"])
+    model.fit(x, y, batch_size=128, epochs=epochs, verbose=0)
+    return model.evaluate(xt, yt, verbose=0)[1]
+
+
+# ----------------------------------------------------------------------------- recovery
+@pytest.mark.slow
+@pytest.mark.parametrize("bad_scale", [0.1, 3.0])
+def test_metainit_recovers_from_bad_init(bad_scale, fmnist, capsys):
+    depth, width = 12, 96
+    he_acc = short_fit(mlp(depth, width, seed=1), fmnist)
+    bad_acc = short_fit(mlp(depth, width, bad_scale, seed=1), fmnist)
+    model = mlp(depth, width, bad_scale, seed=1)
+    report = model.meta_initialize(None, steps=200, seed=0, verbose=0)
+    acc = short_fit(model, fmnist)
+    with capsys.disabled():
+        print(f"\n[x{bad_scale}] GQ {report.before['gq']:.3g} -> {report.after['gq']:.3g}, "
+              f"gain {report.end_to_end_gain['after']:.3g}; acc: He {he_acc:.3f}, "
+              f"bad {bad_acc:.3f}, MetaInit {acc:.3f}")
+    assert report.after["gq"] <= report.before["gq"] / 2
+    assert bad_acc < 0.3, "the bad init should not train (else the test shows nothing)"
+    assert acc > he_acc - 0.15
+    assert acc > bad_acc + 0.3
+
+
+# ----------------------------------------------------------------------------- invariants
+def test_only_norms_change(fmnist):
+    model = mlp(bias="random_normal", scale=0.3)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    report = km.meta_initialize(model, fmnist[:2], steps=20, verbose=0)
+    after = [v.numpy() for v in model.trainable_variables]
+    changed = 0
+    for b, a, v in zip(before, after, model.trainable_variables):
+        if len(v.shape) >= 2:
+            cos = np.sum(a * b) / np.linalg.norm(a) / np.linalg.norm(b)
+            assert cos > 1 - 1e-6, v.path
+            changed += not np.allclose(a, b)
+        else:
+            np.testing.assert_array_equal(a, b)  # biases bit-identical
+    assert changed > 0, "MetaInit did not change any norm"
+    for row in report.tensors:
+        if row["tuned"]:
+            np.testing.assert_allclose(row["norm_after"], row["norm_before"] * row["scale"], rtol=1e-6)
+
+
+def test_compiled_step_is_traced_once():
+    report = km.meta_initialize(mlp(depth=2, width=8), None, steps=6, batch_size=16, verbose=0)
+    assert report.steps_run == 6
+    assert report.traces == 1
+
+
+def test_dropout_off_and_batchnorm_untouched():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((20,)), keras.layers.Dense(16, "relu"), keras.layers.BatchNormalization(),
+        keras.layers.Dropout(0.5), keras.layers.Dense(4),
+    ])
+    x = np.random.default_rng(0).normal(size=(32, 20)).astype("float32")
+    y = np.arange(32) % 4
+    # Dropout off: two evaluations agree exactly.
+    assert km.gradient_quotient(model, (x, y)) == km.gradient_quotient(model, (x, y))
+    stats = [v.numpy().copy() for v in model.non_trainable_variables]
+    km.meta_initialize(model, (x, y), steps=5, batch_size=16, verbose=0)
+    for s, v in zip(stats, model.non_trainable_variables):
+        np.testing.assert_array_equal(s, v.numpy())
+
+
+# ----------------------------------------------------------------------------- safety
+def test_nan_in_arrays_raises_and_names_it():
+    x = np.ones((32, 784), "float32")
+    x[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        km.meta_initialize(mlp(depth=1, width=8), (x, np.zeros(32)), steps=2, verbose=0)
+
+
+def test_nan_batch_mid_run_raises_and_leaves_model_unchanged():
+    model = mlp(depth=2, width=8)
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    x = np.random.default_rng(0).normal(size=(64, 784)).astype("float32")
+    x[40] = np.inf  # third batch of 16
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 10)).batch(16)
+    with pytest.raises(DataError, match="NaN or Inf"):
+        km.meta_initialize(model, ds, steps=10, verbose=0)
+    for b, v in zip(before, model.trainable_variables):
+        np.testing.assert_array_equal(b, v.numpy())
+
+
+def test_divergence_restores_last_good_state():
+    model = mlp(depth=3, width=16)
+    w0 = [v.numpy().copy() for v in model.trainable_variables]
+    with pytest.warns(RuntimeWarning, match="non-finite"):
+        report = km.meta_initialize(model, None, method=km.methods.MetaInit(lr=1e12, momentum=0.0),
+                                    steps=50, batch_size=16, verbose=0)
+    assert report.stopped_early and report.steps_run < 50
+    for w, v, row in zip(w0, model.trainable_variables, report.tensors):
+        assert np.all(np.isfinite(v.numpy()))
+        np.testing.assert_allclose(v.numpy(), w * row["scale"], rtol=1e-6)
+    batch = (np.random.default_rng(1).normal(size=(16, 784)), np.arange(16) % 10)
+    assert np.isfinite(km.gradient_quotient(model, batch))
+
+
+def test_keyboard_interrupt_writes_last_good_and_reraises(monkeypatch):
+    model = mlp(depth=2, width=8)
+    w0 = [v.numpy().copy() for v in model.trainable_variables]
+    calls = {"n": 0}
+
+    def interrupt(self, current, values):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine._Progress, "update", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        km.meta_initialize(model, None, steps=20, batch_size=16, verbose=0)
+    moved = False
+    for w, v in zip(w0, model.trainable_variables):
+        a = v.numpy()
+        assert np.all(np.isfinite(a))
+        if w.ndim >= 2:
+            ratio = np.linalg.norm(a) / np.linalg.norm(w)
+            np.testing.assert_allclose(a, w * ratio, rtol=1e-5)
+            moved |= abs(ratio - 1) > 1e-4
+    assert moved, "the steps before the interrupt were lost"
+
+
+# ----------------------------------------------------------------------------- arguments
+def test_bad_arguments_are_named():
+    model = mlp(depth=1, width=8)
+    with pytest.raises(ValueError, match="steps"):
+        km.meta_initialize(model, None, steps=0)
+    with pytest.raises(ValueError, match="Unknown method"):
+        km.meta_initialize(model, None, method="nope")
+    with pytest.raises(ValueError, match="instance"):
+        km.meta_initialize(model, None, method=km.methods.MetaInit(), lr=0.2)
+    with pytest.raises(ValueError, match="eps"):
+        km.methods.MetaInit(eps=-1)
+    with pytest.raises(ValueError, match="empty"):
+        km.meta_initialize(model, tf.data.Dataset.from_tensor_slices(
+            (np.zeros((0, 784), "float32"), np.zeros(0))).batch(4))
+    frozen = mlp(depth=1, width=8)
+    for layer in frozen.layers:
+        layer.trainable = False
+    with pytest.raises(ValueError, match="no tensor"):
+        km.meta_initialize(frozen, None, steps=2)
+
+
+def test_method_resolution_like_optimizers():
+    m = km.methods.get("metainit", steps=7, eps=1e-3)
+    assert isinstance(m, km.methods.MetaInit) and m.steps == 7 and m.eps == 1e-3
+    again = km.methods.deserialize(km.methods.serialize(m))
+    assert again.get_config() == m.get_config()
+
+
+# ----------------------------------------------------------------------------- data forms
+@pytest.mark.parametrize("form", ["none", "xy", "x", "dataset", "unbatched", "tfds"])
+def test_every_data_form(form, fmnist):
+    x, y = fmnist[0][:64], fmnist[1][:64]
+    model = mlp(depth=1, width=8, scale=0.5)
+    if form == "tfds":
+        import tensorflow_datasets as tfds
+
+        with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
+            model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                                      keras.layers.Dense(8, "relu"), keras.layers.Dense(10)])
+            report = km.meta_initialize(model, "mnist", steps=2, batch_size=16, verbose=0)
+        assert "tfds:mnist" in report.data
+        return
+    data = {"none": None, "xy": (x, y), "x": x,
+            "dataset": tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
+            "unbatched": tf.data.Dataset.from_tensor_slices((x, y))}[form]
+    report = model.meta_initialize(data, steps=3, batch_size=16, verbose=0)
+    assert report.steps_run == 3 and report.traces == 1
+    assert np.isfinite(report.after["gq"])
+    assert any(abs(s - 1) > 1e-3 for s in report.scales.values())
+
+
+def test_unbuilt_model_is_built_from_first_batch(fmnist):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.Dense(8, "relu"), keras.layers.Dense(10)])
+    report = km.meta_initialize(model, fmnist[:2], steps=2, batch_size=16, verbose=0)
+    assert model.built and report.steps_run == 2
+
+
+def test_compiled_loss_is_used_and_reported():
+    model = mlp(depth=1, width=8)
+    model.compile("adam", keras.losses.CategoricalCrossentropy(from_logits=True))
+    report = km.meta_initialize(model, None, steps=2, batch_size=8, verbose=0)
+    assert "categorical_crossentropy" in report.loss and "compiled" in report.loss
+    assert "onehot" in report.data
+
+
+# ----------------------------------------------------------------------------- report
+def test_report_print_dict_plot(tmp_path, capsys):
+    model = mlp(depth=2, width=8, scale=0.5)
+    report = model.meta_initialize(None, steps=4, batch_size=16, verbose=2)
+    assert "4 steps" in capsys.readouterr().out
+    text = str(report)
+    assert "gq" in text and "dense" in text and "end-to-end gain" in text
+    d = json.loads(json.dumps(report.to_dict()))
+    assert len(d["history"]["gq"]) == 4 and d["method"] == "metainit"
+    path = tmp_path / "report.png"
+    report.plot(str(path))
+    assert path.stat().st_size > 1000

@@ -198,3 +198,8 @@ def deserialize(config: Dict[str, Any], **options) -> Method:
     if cls is None:
         raise ValueError(f"Unknown method class {config.get('class_name')!r}.")
     return cls(**{**config.get("config", {}), **options})
+
+
+# ----------------------------------------------------------------------------------------------
+# Layer-wise methods (their machinery lives in keras_metainit/layerwise.py)
+# ----------------------------------------------------------------------------------------------

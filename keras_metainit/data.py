@@ -41,11 +41,14 @@ class LossSpec:
         fn: the Keras loss (a ``keras.losses.Loss`` or a loss function).
         label_kind: ``"sparse"`` (integer classes), ``"onehot"``, ``"binary"`` or ``"regression"``.
         origin: where the loss came from: ``"argument"``, ``"compiled"`` or ``"inferred"``.
+        random_labels: the data had no labels and random ones are drawn (methods that need
+            real labels, such as Sylvester with ``latent="labels"``, refuse them).
     """
 
     fn: Any
     label_kind: str
     origin: str
+    random_labels: bool = False
 
     @property
     def name(self) -> str:
@@ -294,6 +297,7 @@ def make_dataset(
                 "`keras.Input(shape)`) or pass data."
             )
         loss_spec = resolve_loss(model, loss)
+        loss_spec.random_labels = True
         ds = _add_labels(_random_inputs(model, bs, seed), loss_spec, seed, _output_units(model))
         desc = f"random: x ~ N(0, 1), labels uniform ({loss_spec.label_kind}), batch {bs}"
         return ds, desc, loss_spec
@@ -330,6 +334,7 @@ def make_dataset(
     ensure_built(model, x0)
     loss_spec = resolve_loss(model, loss, x0)
     if not labelled:
+        loss_spec.random_labels = True
         ds = _add_labels(ds, loss_spec, seed, _output_units(model, x0))
         desc += ", random labels"
     return ds.repeat().prefetch(2), desc, loss_spec

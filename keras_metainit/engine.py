@@ -98,19 +98,21 @@ def _resolve_verbose(verbose) -> int:
 class _Progress:
     """A Keras progress bar for verbose=1, one line per call for verbose=2, nothing for 0."""
 
-    def __init__(self, target: int, verbose: int, title: str):
+    def __init__(self, target: int, verbose: int, title: str, metrics=()):
         self.verbose = verbose
         if verbose == 1:
             print(title)
-            self.bar = keras.utils.Progbar(target, verbose=1, unit_name="step")
+            # stateful: show each metric's latest value, not a running average
+            self.bar = keras.utils.Progbar(target, verbose=1, unit_name="step",
+                                           stateful_metrics=list(metrics))
 
     def update(self, current: int, values: Dict[str, float]):
         if self.verbose == 1:
             self.bar.update(current, [(k, v) for k, v in values.items()], finalize=False)
 
-    def done(self, report: InitReport):
+    def done(self, report: InitReport, current: Optional[int] = None):
         if self.verbose == 1:
-            self.bar.update(report.steps_run, finalize=True)
+            self.bar.update(report.steps_run if current is None else current, finalize=True)
         elif self.verbose == 2:
             changes = ", ".join(f"{k} {report.before[k]:.4g} -> {report.after.get(k, float('nan')):.4g}"
                                 for k in report.before)
@@ -191,6 +193,36 @@ class _ScaleRun:
             v.assign(tf.cast(scales[j], v.dtype) * v.value)
 
 
+def _compiled(fn, spec, report: InitReport):
+    """``tf.function(fn)``, falling back to XLA where TensorFlow cannot instantiate the graph.
+
+    TF 2.21 sometimes fails to instantiate third-order gradient graphs of Keras convolutions
+    with bias ("N nodes in a cycle", nondeterministic, while the traced graph itself is acyclic);
+    the same graph compiled by XLA runs. The fallback happens at the first call, before any state
+    is written, and is noted in the report.
+    """
+    plain = tf.function(fn, input_signature=[spec])
+    chosen = []
+
+    def call(batches):
+        if not chosen:
+            try:
+                out = plain(batches)
+                chosen.append(plain)
+                return out
+            except tf.errors.InvalidArgumentError as e:
+                if "cycle" not in str(e):
+                    raise
+                chosen.append(tf.function(fn, input_signature=[spec], jit_compile=True))
+                note = ("compiled with XLA: TensorFlow could not instantiate the plain graph "
+                        "(a known 'nodes in a cycle' failure of higher-order convolution graphs)")
+                if note not in report.notes:
+                    report.notes.append(note)
+        return chosen[0](batches)
+
+    return call
+
+
 def _finite_batches(batches) -> bool:
     return all(bool(np.all(np.isfinite(t.numpy()))) for b in batches for t in tf.nest.flatten(b)
                if t.dtype.is_floating)
@@ -202,8 +234,8 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
     it = iter(dataset)
     k = method.batches_per_step
     spec = (dataset.element_spec,) * k
-    step_fn = tf.function(run.step, input_signature=[spec])
-    eval_fn = tf.function(run.evaluate, input_signature=[spec])
+    step_fn = _compiled(run.step, spec, report)
+    eval_fn = _compiled(run.evaluate, spec, report)
 
     def draw():
         return tuple(next(it) for _ in range(k))
@@ -213,7 +245,8 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
         raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
     report.before = {n: float(v) for n, v in eval_fn(eval_batches).items()}
     report.history = {n: [] for n in method.metric_names}
-    progress = _Progress(steps, verbose, f"{type(method).__name__}: {steps} steps")
+    progress = _Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
+                         method.metric_names)
     start = time.perf_counter()
     interrupted = bad_data = False
     try:
@@ -339,14 +372,19 @@ def meta_initialize(
         loss=f"{loss_spec.name} ({loss_spec.origin})", data=description,
     )
     if isinstance(method, methods_lib.LayerwiseMethod):
+        if steps is not None:
+            warnings.warn(f"`steps` is ignored by the layer-wise method {method.name}.",
+                          UserWarning, stacklevel=2)
         start = time.perf_counter()
-        progress = _Progress(len(model.layers), verbose, f"{type(method).__name__}: layer by layer")
+        progress = _Progress(len(model.layers), verbose,
+                             f"{type(method).__name__}: layer by layer", ("var",))
         report.layers = method.run(model, dataset, loss_spec, seed=seed, progress=progress)
         report.steps_run = len(report.layers)
         report.wall_time = time.perf_counter() - start
-        progress.done(report)
+        progress.done(report, len(model.layers))
         return report
     n_steps = int(steps) if steps is not None else method.steps
+    report.config["steps"] = n_steps
     return _run_learned(model, method, dataset, loss_spec, n_steps, verbose, report)
 
 
@@ -414,7 +452,7 @@ def grad_cosine(model: keras.Model, batch, loss: Any = None, splits: int = 4,
         NeurIPS 2022.
     """
     batch, loss_fn, params = _batch_and_loss(model, batch, loss, training=True)
-    gc, gn, _ = objectives.grad_cosine(loss_fn, params, batch, splits, overlap)
+    gc, gn, _, _ = objectives.grad_cosine(loss_fn, params, batch, splits, overlap)
     return {"gc": float(gc), "gn": float(gn)}
 
 

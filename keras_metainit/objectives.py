@@ -110,8 +110,8 @@ def grad_cosine(
     mean loss over chunk ``i`` (:func:`chunk_bounds`).
 
     Returns:
-        ``(gc, gn, norms)``: the cosine, ``GN = mean_i ‖g_i‖`` and the ``(D,)`` chunk-gradient
-        norms, all differentiable by an outer tape.
+        ``(gc, gn, norms, loss)``: the cosine, ``GN = mean_i ‖g_i‖``, the ``(D,)`` chunk-gradient
+        norms and the batch's mean loss, all differentiable by an outer tape.
     """
     x, y = batch
     n = tf.nest.flatten(x)[0].shape[0]
@@ -129,7 +129,7 @@ def grad_cosine(
     gram = tf.matmul(unit, unit, transpose_b=True)
     d = float(splits)
     gc = (tf.reduce_sum(gram) - tf.linalg.trace(gram)) / (d * d - d)
-    return gc, tf.reduce_mean(norms), norms
+    return gc, tf.reduce_mean(norms), norms, tf.reduce_mean(per)
 
 
 def gradient_norm(grads, ord: int = 2) -> tf.Tensor:

@@ -121,7 +121,8 @@ class InitReport:
         ax1.set_title(f"{self.method}: metrics per step")
         if self.history:
             ax1.legend()
-        rows = [t for t in self.tensors if t.get("tuned")] or self.layers
+        rows = ([t for t in self.tensors if t.get("tuned")]
+                or [r for r in self.layers if "var_after" in r])
         names = [r["name"] for r in rows]
         values = [r.get("scale", r.get("var_after", float("nan"))) for r in rows]
         ax2.bar(np.arange(len(rows)), values)

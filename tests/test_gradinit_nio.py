@@ -1,0 +1,153 @@
+"""GradInit and NIO (GradCosine) on the shared engine."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_metainit as km
+from keras_metainit import scale_opt
+from keras_metainit.datasets import load_fashion_mnist
+
+CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    x, y = load_fashion_mnist("train", flatten=True)
+    xt, yt = load_fashion_mnist("test", flatten=True)
+    return x, y, xt, yt
+
+
+def bn_net(depth=3, width=48, seed=0):
+    keras.utils.set_random_seed(seed)
+    layers = [keras.Input((784,))]
+    for _ in range(depth):
+        layers += [keras.layers.Dense(width), keras.layers.BatchNormalization(),
+                   keras.layers.ReLU(), keras.layers.Dropout(0.3)]
+    return keras.Sequential(layers + [keras.layers.Dense(10)])
+
+
+def plain_mlp(depth, width, scale, seed):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [keras.Input((784,))]
+        + [keras.layers.Dense(width, "relu", kernel_initializer="he_normal") for _ in range(depth)]
+        + [keras.layers.Dense(10)])
+    for v in model.trainable_variables:
+        if len(v.shape) == 2:
+            v.assign(v * scale)
+    return model
+
+
+def test_rescale_adam_matches_a_float64_reference():
+    """Two objective steps, one constraint step, one objective step, against plain NumPy."""
+    t = scale_opt.rescale_adam(lr=0.1, min_scale=0.5, clip=1.0)
+    s = tf.constant([1.0, 1.0, 0.6])
+    state = t.init(s, tf.ones(3))
+    grads = [np.array([0.3, -2.0, 0.9]), np.array([0.1, 0.5, 0.9]),
+             np.array([-0.4, 0.2, 0.9]), np.array([0.2, 0.2, 0.2])]
+    flags = [False, False, True, False]
+    ref_s = np.array([1.0, 1.0, 0.6])
+    moments = {False: [np.zeros(3), np.zeros(3), 0], True: [np.zeros(3), np.zeros(3), 0]}
+    for g, c in zip(grads, flags):
+        s, state = t.update(tf.constant(g, tf.float32), state, s, tf.ones(3), tf.constant(c))
+        m, v, k = moments[c]
+        gc = np.clip(g, -1, 1)
+        k += 1
+        m = 0.9 * m + 0.1 * gc
+        v = 0.999 * v + 0.001 * gc**2
+        step = 0.1 / (1 - 0.9**k) * m / (np.sqrt(v / (1 - 0.999**k)) + 1e-8)
+        moments[c] = [m, v, k]
+        ref_s = np.maximum(ref_s - step, 0.5)
+        np.testing.assert_allclose(s.numpy(), ref_s, rtol=1e-5)
+    assert float(state["ct"]) == 1 and float(state["t"]) == 3
+
+
+def test_sign_momentum_moves_norms_in_absolute_units():
+    t = scale_opt.sign_momentum(lr=0.1, momentum=0.9, min_norm=1e-3)
+    base = tf.constant([2.0, 10.0])
+    s, state = t.update(tf.constant([1.0, -3.0]), t.init(tf.ones(2), base), tf.ones(2), base)
+    # norms 2 -> 1.9 and 10 -> 10.1: scales 0.95 and 1.01
+    np.testing.assert_allclose(s.numpy(), [0.95, 1.01], rtol=1e-6)
+    s, state = t.update(tf.constant([1.0, -3.0]), state, s, base)
+    np.testing.assert_allclose((s * base).numpy(), [1.9 - 0.19, 10.1 + 0.19], rtol=1e-6)
+
+
+def test_gradinit_lowers_lookahead_keeps_bn_stats_and_floor(fmnist):
+    model = bn_net()
+    stats = [v.numpy().copy() for v in model.non_trainable_variables]
+    report = km.meta_initialize(model, fmnist[:2], method="gradinit", steps=40, gamma=10.0,
+                                batch_size=64, seed=0, verbose=0)
+    assert report.traces == 1 and report.steps_run == 40
+    assert report.after["lookahead"] < report.before["lookahead"]
+    for s, v in zip(stats, model.non_trainable_variables):
+        np.testing.assert_array_equal(s, v.numpy())
+    assert min(report.scales.values()) >= np.float32(0.01)
+    # every nonzero tensor is tuned, BatchNorm's gamma included; zero biases are skipped
+    tuned = {t["name"] for t in report.tensors if t["tuned"]}
+    assert any("gamma" in n for n in tuned) and not any("beta" in n for n in tuned)
+
+
+def test_gradinit_constraint_steps_reduce_the_gradient_norm(fmnist):
+    model = bn_net(seed=1)
+    report = km.meta_initialize(model, fmnist[:2], method=km.methods.GradInit(
+        steps=30, gamma=0.5, lr=0.05, batch_size=64), seed=0, verbose=0)
+    assert report.constraint_steps > 0
+    assert report.after["gnorm"] < report.before["gnorm"]
+
+
+def test_gradcosine_raises_gc(fmnist):
+    model = bn_net(seed=2)
+    stats = [v.numpy().copy() for v in model.non_trainable_variables]
+    report = km.meta_initialize(model, fmnist[:2], method="nio", target="gc", steps=40,
+                                lr=0.05, batch_size=64, seed=0, verbose=0)
+    assert report.traces == 1
+    assert report.after["gc"] > report.before["gc"]
+    assert min(report.scales.values()) >= np.float32(0.01)
+    for s, v in zip(stats, model.non_trainable_variables):
+        np.testing.assert_array_equal(s, v.numpy())
+
+
+def test_gradcosine_keeps_gn_at_most_gamma(fmnist):
+    model = bn_net(seed=3)
+    report = km.meta_initialize(model, fmnist[:2], method="gradcosine", steps=40, lr=0.05,
+                                gamma=3.0, batch_size=64, seed=0, verbose=0)
+    assert report.before["gn"] > 3.0, "the test needs a start that violates the constraint"
+    assert report.constraint_steps > 0
+    # The constrained run drives GN down to the bound and then hovers around it.
+    assert np.mean(report.history["gn"][-10:]) <= 3.0 * 1.15
+    assert report.after["gn"] < report.before["gn"] / 1.5
+    text = str(report)
+    assert "gc:" in text and "gn:" in text
+
+
+def test_grad_cosine_and_method_options_are_validated():
+    with pytest.raises(ValueError, match="target"):
+        km.methods.GradCosine(target="nope")
+    with pytest.raises(ValueError, match="step"):
+        km.methods.GradInit(step="rmsprop")
+    assert isinstance(km.methods.get("nio"), km.methods.GradCosine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,options", [
+    ("gradinit", dict(steps=150, lr=0.1)),
+    ("gradcosine", dict(steps=100, lr=0.1)),
+])
+@pytest.mark.parametrize("bad_scale", [0.1, 3.0])
+def test_recovers_from_bad_init(name, options, bad_scale, fmnist, capsys):
+    x, y, xt, yt = fmnist
+
+    def fit(model):
+        model.compile(keras.optimizers.Adam(1e-3), CE, metrics=["accuracy"])
+        model.fit(x, y, batch_size=128, epochs=1, verbose=0)
+        return model.evaluate(xt, yt, verbose=0)[1]
+
+    bad = fit(plain_mlp(8, 64, bad_scale, seed=1))
+    model = plain_mlp(8, 64, bad_scale, seed=1)
+    report = km.meta_initialize(model, (x, y), method=name, seed=0, verbose=0, **options)
+    acc = fit(model)
+    with capsys.disabled():
+        print(f"\n[{name} x{bad_scale}] {report.before} -> {report.after}; constraint steps "
+              f"{report.constraint_steps}; acc bad {bad:.3f} -> {acc:.3f}")
+    assert acc > 0.5 and acc > bad + 0.2

@@ -82,9 +82,12 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
 
 
 def _he_norm(shape) -> float:
-    """Norm of a He-initialized kernel of this shape: sqrt(2 · fan_out) (Keras fans)."""
-    fan_out = shape[-1] * (int(np.prod(shape[:-2])) if len(shape) > 2 else 1)
-    return math.sqrt(2.0 * fan_out)
+    """Expected norm of a He-normal kernel of this shape, ``sqrt(2 · units)``.
+
+    Every entry has variance ``2 / fan_in`` and there are ``fan_in · units`` of them (Dense:
+    ``fan_in`` = inputs; ConvND: receptive field × input channels; ``units`` = ``shape[-1]``).
+    """
+    return math.sqrt(2.0 * shape[-1])
 
 
 def _resolve_verbose(verbose) -> int:

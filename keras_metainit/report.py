@@ -30,8 +30,8 @@ class InitReport:
         before, after: the headline metrics at the start and at the end, on the same batch.
         tensors: one row per weight tensor: name, shape, norm before/after, scale, whether tuned.
         layers: one row per layer for layer-wise methods (set or skipped, variances, ...).
-        end_to_end_gain: product over tuned kernels of ``‖W‖ / sqrt(2·fan_out)`` (the norm of a
-            He-initialized kernel), before and after: below 1 the net shrinks its signal.
+        end_to_end_gain: product over tuned kernels of ``‖W‖ / sqrt(2·units)`` (the expected
+            norm of a He-normal kernel), before and after: below 1 the net shrinks its signal.
         steps_run: steps taken; ``stopped_early`` why the run ended before ``steps``, if it did.
         constraint_steps: steps that reduced the gradient-norm constraint instead of the objective.
         wall_time: seconds; ``traces``: how often the compiled step was traced.

@@ -74,7 +74,9 @@ def rescale_adam(
 
     Args:
         lr: Adam's learning rate on the scales.
-        beta_1, beta_2, epsilon: Adam's constants.
+        beta_1: Adam's first-moment decay.
+        beta_2: Adam's second-moment decay.
+        epsilon: Adam's denominator constant.
         min_scale: floor of every scale (GradInit: 0.01).
         clip: clip of the per-scale gradient; None for no clip.
     """

@@ -250,3 +250,16 @@ def test_report_print_dict_plot(tmp_path, capsys):
     path = tmp_path / "report.png"
     report.plot(str(path))
     assert path.stat().st_size > 1000
+
+
+def test_end_to_end_gain_is_one_for_he_kernels():
+    """The gain is the product of ‖W‖ / E‖W_He‖: about 1 for He-normal Dense and Conv kernels."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 3)),
+        keras.layers.Conv2D(32, 3, kernel_initializer="he_normal", use_bias=False),
+        keras.layers.Conv2D(32, 3, kernel_initializer="he_normal", use_bias=False),
+        keras.layers.Flatten(), keras.layers.Dense(64, kernel_initializer="he_normal"),
+    ])
+    report = km.meta_initialize(model, None, steps=1, batch_size=4, verbose=0, loss="mse")
+    assert 0.9 < report.end_to_end_gain["before"] < 1.1

@@ -9,16 +9,13 @@ import tensorflow as tf
 import keras_metainit as km
 from keras_metainit import engine
 from keras_metainit.data import DataError
-from keras_metainit.datasets import load_fashion_mnist
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 @pytest.fixture(scope="module")
-def fmnist():
-    x, y = load_fashion_mnist("train", flatten=True)
-    xt, yt = load_fashion_mnist("test", flatten=True)
-    return x, y, xt, yt
+def fmnist(fmnist_flat):
+    return fmnist_flat
 
 
 def mlp(depth=4, width=32, scale=1.0, seed=0, inputs=784, bias="zeros"):

@@ -6,16 +6,13 @@ import tensorflow as tf
 
 import keras_metainit as km
 from keras_metainit import scale_opt
-from keras_metainit.datasets import load_fashion_mnist
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
 @pytest.fixture(scope="module")
-def fmnist():
-    x, y = load_fashion_mnist("train", flatten=True)
-    xt, yt = load_fashion_mnist("test", flatten=True)
-    return x, y, xt, yt
+def fmnist(fmnist_flat):
+    return fmnist_flat
 
 
 def bn_net(depth=3, width=48, seed=0):

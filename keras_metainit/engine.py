@@ -78,6 +78,10 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
             y_pred, _ = model.stateless_call(list(params), non_trainable, x, training=training)
         return loss_spec.per_example(y, tf.nest.flatten(y_pred)[0])
 
+    # Whether examples are independent: no layer computes batch statistics in this mode.
+    per_example_loss.examples_independent = not (
+        training and any(isinstance(layer, keras.layers.BatchNormalization)
+                         for layer in _all_layers(model)))
     return per_example_loss
 
 
@@ -252,10 +256,13 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
                          method.metric_names)
     start = time.perf_counter()
     interrupted = bad_data = False
+    step_times: List[float] = []
     try:
         batches = eval_batches
         for t in range(steps):
+            t0 = time.perf_counter()
             out = {n: v.numpy() for n, v in step_fn(batches).items()}
+            step_times.append(time.perf_counter() - t0)
             if not out["batch_ok"]:
                 bad_data = True
                 raise data_lib.DataError(
@@ -284,6 +291,8 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
             run.write_back(final)
         report.wall_time = time.perf_counter() - start
         report.traces = run.traces
+        # the first step includes tracing and compilation
+        report.step_time = float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan")
         if interrupted:
             report.notes.append("interrupted: the last good scales were written back")
         _tensor_table(run, final, report)
@@ -455,7 +464,8 @@ def grad_cosine(model: keras.Model, batch, loss: Any = None, splits: int = 4,
         NeurIPS 2022.
     """
     batch, loss_fn, params = _batch_and_loss(model, batch, loss, training=True)
-    gc, gn, _, _ = objectives.grad_cosine(loss_fn, params, batch, splits, overlap)
+    gc, gn, _, _ = objectives.grad_cosine(loss_fn, params, batch, splits, overlap,
+                                          loss_fn.examples_independent)
     return {"gc": float(gc), "gn": float(gn)}
 
 

@@ -292,8 +292,9 @@ class GradCosine(LearnedMethod):
         return True
 
     def objective(self, loss_fn, params, batches):
-        gc, gn, norms, loss = objectives.grad_cosine(loss_fn, params, batches[0], self.splits,
-                                                     self.overlap)
+        gc, gn, norms, loss = objectives.grad_cosine(
+            loss_fn, params, batches[0], self.splits, self.overlap,
+            getattr(loss_fn, "examples_independent", False))
         constraint = gn > self.gamma
         if self.target == "gc":
             target = -gc

@@ -35,6 +35,7 @@ class InitReport:
         steps_run: steps taken; ``stopped_early`` why the run ended before ``steps``, if it did.
         constraint_steps: steps that reduced the gradient-norm constraint instead of the objective.
         wall_time: seconds; ``traces``: how often the compiled step was traced.
+        step_time: median seconds per step after the first (which traces and compiles).
         notes: anything the user should know (precision, skipped tensors, restorations).
     """
 
@@ -52,6 +53,7 @@ class InitReport:
     stopped_early: Optional[str] = None
     constraint_steps: int = 0
     wall_time: float = 0.0
+    step_time: float = float("nan")
     traces: int = 0
     notes: List[str] = dataclasses.field(default_factory=list)
 
@@ -74,7 +76,9 @@ class InitReport:
                                                     if self.stopped_early else ""))
         if self.constraint_steps:
             lines.append(f"  constraint steps: {self.constraint_steps}")
-        lines.append(f"  time: {self.wall_time:.2f} s")
+        lines.append(f"  time: {self.wall_time:.2f} s"
+                     + (f" ({self.step_time * 1e3:.1f} ms/step)" if self.step_time == self.step_time
+                        else ""))
         for key in self.before:
             lines.append(f"  {key}: {_fmt(self.before[key])} -> {_fmt(self.after.get(key, float('nan')))}")
         if self.end_to_end_gain:

@@ -131,3 +131,17 @@ def test_grad_cosine_matches_chunk_by_chunk_computation(tiny):
            for i in range(4) for j in range(4) if i != j]
     assert abs(got["gc"] - np.mean(cos)) < 1e-5
     assert abs(got["gn"] - np.mean([np.linalg.norm(g) for g in grads])) < 1e-5 * got["gn"]
+
+
+def test_grad_cosine_chunkwise_forward_gives_the_same_values(tiny):
+    """Running each chunk forward on its own (no batch statistics) changes nothing but cost."""
+    model, x, y = tiny
+    spec = resolve_loss(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loss_fn = make_loss_fn(model, spec)
+    assert loss_fn.examples_independent
+    params = [v.value for v in model.trainable_variables]
+    batch = (tf.constant(x), tf.constant(y))
+    whole = objectives.grad_cosine(loss_fn, params, batch, 4, 0.2, examples_independent=False)
+    split = objectives.grad_cosine(loss_fn, params, batch, 4, 0.2, examples_independent=True)
+    for a, b in zip(whole, split):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10)

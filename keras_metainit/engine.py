@@ -69,6 +69,13 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
     (normalization statistics) are read, and any update of them is discarded. With
     ``training=True`` normalization layers use batch statistics; dropout and noise layers are off
     in both modes.
+
+    The forward pass is a separate, never-inlined ``tf.function``: TensorFlow then differentiates
+    it function by function, so every gradient order lives in its own function body. Inlined, the
+    oneDNN graph rewrite (``MklLayoutRewritePass``) may fuse a first-order ``BiasAddGrad`` with a
+    ``Conv2DBackpropFilter`` of a higher order that reads the same incoming gradient but depends
+    on that bias gradient, which creates a cycle ("N nodes in a cycle") in third-order graphs of
+    convolutions with bias.
     """
     non_trainable = model.non_trainable_variables
 
@@ -78,11 +85,12 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
             y_pred, _ = model.stateless_call(list(params), non_trainable, x, training=training)
         return loss_spec.per_example(y, tf.nest.flatten(y_pred)[0])
 
+    compiled = tf.function(per_example_loss, experimental_attributes={"_noinline": True})
     # Whether examples are independent: no layer computes batch statistics in this mode.
-    per_example_loss.examples_independent = not (
+    compiled.examples_independent = not (
         training and any(isinstance(layer, keras.layers.BatchNormalization)
                          for layer in _all_layers(model)))
-    return per_example_loss
+    return compiled
 
 
 def _he_norm(shape) -> float:
@@ -203,10 +211,10 @@ class _ScaleRun:
 def _compiled(fn, spec, report: InitReport):
     """``tf.function(fn)``, falling back to XLA where TensorFlow cannot instantiate the graph.
 
-    TF 2.21 sometimes fails to instantiate third-order gradient graphs of Keras convolutions
-    with bias ("N nodes in a cycle", nondeterministic, while the traced graph itself is acyclic);
-    the same graph compiled by XLA runs. The fallback happens at the first call, before any state
-    is written, and is noted in the report.
+    A safety net: loss functions from :func:`make_loss_fn` avoid the known cause (see there), but
+    a graph that oneDNN's rewrite still turns cyclic ("N nodes in a cycle" at instantiation) is
+    compiled by XLA instead, which does not run that pass. The fallback happens at the first call,
+    before any state is written, and is noted in the report.
     """
     plain = tf.function(fn, input_signature=[spec])
     chosen = []

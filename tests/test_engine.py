@@ -260,3 +260,18 @@ def test_end_to_end_gain_is_one_for_he_kernels():
     ])
     report = km.meta_initialize(model, None, steps=1, batch_size=4, verbose=0, loss="mse")
     assert 0.9 < report.end_to_end_gain["before"] < 1.1
+
+
+def test_third_order_conv_graph_needs_no_xla_fallback():
+    """Keras convolutions with bias: the third-order graph instantiates without XLA.
+
+    Without the never-inlined forward pass, oneDNN's graph rewrite makes this graph cyclic in
+    almost every run (TF 2.21 on CPU) and the engine has to fall back to XLA.
+    """
+    keras.utils.set_random_seed(0)
+    conv = lambda s: keras.layers.Conv2D(4, 3, strides=s, padding="same", activation="relu")  # noqa: E731
+    model = keras.Sequential([keras.Input((8, 8, 1)), conv(2), conv(1), conv(1), conv(1),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    report = km.meta_initialize(model, None, steps=2, batch_size=4, verbose=0)
+    assert report.steps_run == 2
+    assert not any("XLA" in n for n in report.notes), report.notes

@@ -55,6 +55,31 @@ def noise_off(model):
             object.__setattr__(layer, attr, value)
 
 
+@contextlib.contextmanager
+def float32_compute(model):
+    """Layers with a lower-precision compute dtype (mixed_float16, mixed_bfloat16) compute in
+    float32 inside this context; their policies are restored on exit."""
+    float32 = keras.DTypePolicy("float32")
+    saved = []
+    for layer in [model] + _all_layers(model):
+        policy = getattr(layer, "_dtype_policy", None)
+        if (isinstance(policy, keras.DTypePolicy) and policy.compute_dtype != "float32"
+                and policy.variable_dtype == "float32" and policy.quantization_mode is None):
+            saved.append((layer, policy))
+            object.__setattr__(layer, "_dtype_policy", float32)
+    try:
+        yield
+    finally:
+        for layer, policy in saved:
+            object.__setattr__(layer, "_dtype_policy", policy)
+
+
+def _lower_precision_policies(model) -> List[str]:
+    policies = [getattr(layer, "dtype_policy", None) for layer in [model] + _all_layers(model)]
+    return sorted({p.name for p in policies if p is not None and p.compute_dtype in
+                   ("float16", "bfloat16")})
+
+
 def _all_layers(model):
     if hasattr(model, "_flatten_layers"):
         return list(model._flatten_layers(include_self=False, recursive=True))
@@ -68,7 +93,8 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
     ``params`` replace ``model.trainable_variables`` one for one; the non-trainable variables
     (normalization statistics) are read, and any update of them is discarded. With
     ``training=True`` normalization layers use batch statistics; dropout and noise layers are off
-    in both modes.
+    in both modes. Under a mixed-precision policy the computation runs in float32 (higher-order
+    derivatives in float16 lose most of their digits); the model keeps its policy.
 
     The forward pass is a separate, never-inlined ``tf.function``: TensorFlow then differentiates
     it function by function, so every gradient order lives in its own function body. Inlined, the
@@ -81,7 +107,7 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
 
     def per_example_loss(params, batch):
         x, y = batch
-        with noise_off(model):
+        with noise_off(model), float32_compute(model):
             y_pred, _ = model.stateless_call(list(params), non_trainable, x, training=training)
         return loss_spec.per_example(y, tf.nest.flatten(y_pred)[0])
 
@@ -391,6 +417,10 @@ def meta_initialize(
         method=method.name, config=method.get_config(),
         loss=f"{loss_spec.name} ({loss_spec.origin})", data=description,
     )
+    lower = _lower_precision_policies(model)
+    if lower and isinstance(method, methods_lib.LearnedMethod):
+        report.notes.append(f"precision: the model's policy {', '.join(lower)} is kept; the "
+                            "initialization computed in float32")
     if isinstance(method, methods_lib.LayerwiseMethod):
         if steps is not None:
             warnings.warn(f"`steps` is ignored by the layer-wise method {method.name}.",

@@ -275,3 +275,28 @@ def test_third_order_conv_graph_needs_no_xla_fallback():
     report = km.meta_initialize(model, None, steps=2, batch_size=4, verbose=0)
     assert report.steps_run == 2
     assert not any("XLA" in n for n in report.notes), report.notes
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_computes_in_float32_and_keeps_the_policy(policy):
+    def build():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((20,)), keras.layers.Dense(16, "relu"),
+                                 keras.layers.Dense(16, "relu"), keras.layers.Dense(4)])
+
+    reference = build()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        model = build()
+        model.set_weights(reference.get_weights())
+        report = km.meta_initialize(model, None, steps=3, batch_size=16, seed=0, verbose=0)
+        assert keras.mixed_precision.global_policy().name == policy
+        assert all(layer.dtype_policy.name == policy for layer in model.layers)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert any("float32" in n and policy in n for n in report.notes)
+    ref = km.meta_initialize(reference, None, steps=3, batch_size=16, seed=0, verbose=0)
+    assert np.isfinite(report.after["gq"])
+    # float32 arithmetic: the same GQ as the float32 twin, not float16's three digits
+    np.testing.assert_allclose(report.before["gq"], ref.before["gq"], rtol=1e-5)
+    np.testing.assert_allclose(list(report.scales.values()), list(ref.scales.values()), rtol=1e-5)

@@ -11,7 +11,6 @@ Usage: python benchmarks/step_cost.py [--steps 30] [--batch 128]
 import argparse
 import time
 
-import numpy as np
 
 import common
 import keras_metainit as km

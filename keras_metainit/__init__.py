@@ -6,17 +6,20 @@ serialization, and adds a ``meta_initialize`` method to every ``keras.Model``
 """
 __version__ = "0.1.0"
 
-from keras_metainit import datasets  # noqa: F401
-
-# --- analytic initializers, layers, schedules (issue 2) ---
-from keras_metainit import layers, schedules  # noqa: F401,E402
-from keras_metainit.initializers import FixupInit, WNInit, WNResNetInit  # noqa: F401,E402
-from keras_metainit.schedules import QuadraticWarmup  # noqa: F401,E402
-
-# --- learned initializations: engine, methods, diagnostics (issue 3+) ---
-from keras_metainit import methods  # noqa: F401
-from keras_metainit.engine import grad_cosine, gradient_quotient, meta_initialize
-from keras_metainit.report import InitReport
+from keras_metainit import datasets, layers, methods, schedules
 from keras_metainit import engine as _engine
+from keras_metainit.engine import grad_cosine, gradient_quotient, meta_initialize
+from keras_metainit.initializers import FixupInit, WNInit, WNResNetInit
+from keras_metainit.report import InitReport
+from keras_metainit.schedules import QuadraticWarmup
+
+__all__ = [
+    # analytic initializers, weight-normalized layers, warmup
+    "WNInit", "WNResNetInit", "FixupInit", "QuadraticWarmup", "layers", "schedules",
+    # learned and layer-wise initialization, diagnostics
+    "meta_initialize", "methods", "InitReport", "gradient_quotient", "grad_cosine",
+    # data
+    "datasets",
+]
 
 _engine.install()

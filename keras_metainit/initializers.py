@@ -22,7 +22,6 @@ import numbers
 import random as python_random
 from typing import Sequence, Union
 
-import numpy as np
 
 import keras
 from keras import ops

@@ -429,7 +429,7 @@ def _kernel_variable(layer):
     return v if v is not None else layer.kernel
 
 
-def _unsupported(layer) -> Optional[str]:
+def _unsupported(layer, model) -> Optional[str]:
     """Why the layer cannot be set, or None."""
     if isinstance(layer, keras.Model) or (
             not isinstance(layer, _SUPPORTED) and getattr(layer, "_layers", None)):
@@ -447,10 +447,20 @@ def _unsupported(layer) -> Optional[str]:
         return f"grouped convolution (groups={layer.groups})"
     if not layer.built:
         return "not built"
-    nodes = len(getattr(layer, "_inbound_nodes", []))
+    nodes = _calls_in(model, layer)
     if nodes > 1:
         return f"shared layer (called {nodes} times)"
     return None
+
+
+def _calls_in(model, layer) -> int:
+    """How often ``layer`` is called in ``model``'s graph (a loaded or rebuilt model leaves
+    extra inbound nodes on its layers that belong to no graph of this model)."""
+    graph = getattr(model, "_functional", None) or model
+    by_depth = getattr(graph, "_nodes_by_depth", None)
+    if by_depth is None:
+        return len(getattr(layer, "_inbound_nodes", []))
+    return sum(node.operation is layer for nodes in by_depth.values() for node in nodes)
 
 
 class _Entry(NamedTuple):
@@ -467,7 +477,7 @@ def _plan(model, method: str) -> List[_Entry]:
     for i, layer in enumerate(model.layers):
         if not any(len(w.shape) >= 2 for w in layer.weights):
             continue
-        reason, sub = _unsupported(layer), None
+        reason, sub = _unsupported(layer, model), None
         if reason is None and inputs is None:
             reason = f"subclassed model {model.name!r}: no symbolic inputs to read activations from"
         if reason is None:

@@ -435,3 +435,17 @@ def test_few_shot_fine_tuning(fmnist, capsys):
             print(f"  {name:28s} {np.mean(accs):.3f} ± {np.std(accs):.3f}  {np.round(accs, 3)}")
     assert np.mean(results["sylvester"]) > 0.5  # clearly above chance (0.1)
     assert np.mean(results["sylvester (no fine-tuning)"]) > 0.3
+
+
+def test_a_loaded_sequential_model_is_not_taken_for_shared_layers(tmp_path):
+    """load_model leaves extra inbound nodes on a Sequential's layers; only calls within the
+    model's own graph count, so every layer is still set."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20,))] + [keras.layers.Dense(16, "relu") for _ in range(3)]
+                             + [keras.layers.Dense(3)])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert max(len(layer._inbound_nodes) for layer in loaded.layers) > 1  # the trap is there
+    x = np.random.default_rng(0).normal(size=(256, 20)).astype("float32")
+    report = km.meta_initialize(loaded, (x, np.arange(256) % 3), method="lsuv", verbose=0)
+    assert [row["status"] for row in report.layers] == ["set"] * 4

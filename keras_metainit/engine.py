@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from keras_metainit import data as data_lib
 from keras_metainit import methods as methods_lib
-from keras_metainit import objectives
+from keras_metainit import objectives, shards
 from keras_metainit.report import InitReport
 
 __all__ = ["meta_initialize", "make_loss_fn", "gradient_quotient", "grad_cosine"]
@@ -164,10 +164,22 @@ class _Progress:
 # The learned-method runner
 # ----------------------------------------------------------------------------------------------
 class _ScaleRun:
-    """State and compiled functions of one learned-method run."""
+    """State and compiled functions of one learned-method run.
 
-    def __init__(self, model, method: methods_lib.LearnedMethod, loss_fn, report: InitReport):
+    Args:
+        model: the model.
+        method: the learned method.
+        loss_fn: the per-example loss (:func:`make_loss_fn`).
+        report: the report being filled.
+        size: examples per batch of the step (the whole, global batch).
+        strategy: a ``tf.distribute.Strategy`` to run the objective under, or None.
+        micro_batches: parts each replica's batch is split into (one at a time).
+    """
+
+    def __init__(self, model, method: methods_lib.LearnedMethod, loss_fn, report: InitReport,
+                 size: int, strategy=None, micro_batches: int = 1):
         self.model, self.method, self.loss_fn, self.report = model, method, loss_fn, report
+        self.size, self.strategy, self.micro_batches = size, strategy, micro_batches
         self.variables = list(model.trainable_variables)
         norms = [float(np.linalg.norm(np.asarray(v.numpy(), np.float64))) for v in self.variables]
         skipped_zero = [v.path for v, n in zip(self.variables, norms)
@@ -198,22 +210,57 @@ class _ScaleRun:
             params[i] = tf.cast(scales[j], params[i].dtype) * params[i]
         return params
 
-    def _objective(self, scales, batches):
-        return self.method.objective(self.loss_fn, self.params_at(scales), batches)
+    def _objective(self, scales, shards_):
+        return self.method.objective(self.loss_fn, self.params_at(scales), shards_)
+
+    def _run(self, s, batches, grad: bool):
+        """The objective over the whole batch, with its gradient w.r.t. the scales if ``grad``.
+
+        One device: the batch as it is, or in micro-batches. Under a strategy: each replica's
+        part (in micro-batches), summed across replicas (:mod:`keras_metainit.shards`).
+
+        Returns:
+            ``(value, grad, constraint, metrics, batch_ok)`` (``grad`` only if asked for).
+        """
+
+        def local(batches, offset, across):
+            floats = [t for t in tf.nest.flatten(batches) if t.dtype.is_floating]
+            bad = tf.cast(tf.logical_not(tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
+                                                        for t in floats])), tf.float32)
+            batch_ok = (across(bad) if across else bad) == 0.0
+            parts = shards.split(batches, self.micro_batches, offset)
+            if grad:
+                value, g, constraint, metrics = shards.value_and_grad(
+                    self._objective, s, parts, self.size, across)
+                return value, g, constraint, metrics, batch_ok
+            value, constraint, metrics = shards.values(self._objective, s, parts, self.size, across)
+            return value, constraint, metrics, batch_ok
+
+        if self.strategy is None:
+            return local(batches, 0, None)
+
+        def replica(batches):
+            ctx = tf.distribute.get_replica_context()
+            n = int(tf.nest.flatten(batches)[0].shape[0])
+            rid = ctx.replica_id_in_sync_group
+            static = tf.get_static_value(rid)
+            offset = int(static) * n if static is not None else rid * n
+            across = None
+            if ctx.num_replicas_in_sync > 1:
+                across = lambda tree: ctx.all_reduce(tf.distribute.ReduceOp.SUM, tree)  # noqa: E731
+            return local(batches, offset, across)
+
+        out = self.strategy.run(replica, args=(batches,))
+        # every replica holds the same (reduced) results
+        return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], out)
 
     def step(self, batches):
         """One compiled step: objective, its gradient w.r.t. the scales, guarded update."""
         self.traces += 1  # runs at trace time only
         s = self.scales.read_value()
-        with tf.GradientTape() as tape:
-            tape.watch(s)
-            value, constraint, metrics = self._objective(s, batches)
-        grads = tape.gradient(value, s, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        value, grads, constraint, metrics, batch_ok = self._run(s, batches, grad=True)
         state = {k: v.read_value() for k, v in self.state.items()}
         new_s, new_state = self.transform.update(grads, state, s, self.base_norms, constraint)
-        batch_ok = tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
-                                  for b in batches for t in tf.nest.flatten(b)
-                                  if t.dtype.is_floating])
         ok = (batch_ok & tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grads))
               & tf.reduce_all(tf.math.is_finite(new_s)))
         self.scales.assign(tf.where(ok, new_s, s))
@@ -223,9 +270,9 @@ class _ScaleRun:
         return {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint}
 
     def evaluate(self, batches):
-        """The method's metrics at the current scales, without a step."""
-        _, _, metrics = self._objective(self.scales.read_value(), batches)
-        return metrics
+        """``(metrics, batch_ok)`` at the current scales, without a step."""
+        _, _, metrics, batch_ok = self._run(self.scales.read_value(), batches, grad=False)
+        return metrics, batch_ok
 
     def write_back(self, scales: np.ndarray):
         for j, i in enumerate(self.tuned):
@@ -241,7 +288,10 @@ def _compiled(fn, spec, report: InitReport):
     compiled by XLA instead, which does not run that pass. The fallback happens at the first call,
     before any state is written, and is noted in the report.
     """
-    plain = tf.function(fn, input_signature=[spec])
+    def body(batches):  # a fresh function per run: TF's retracing warning counts per function
+        return fn(batches)
+
+    plain = tf.function(body, input_signature=[spec])
     chosen = []
 
     def call(batches):
@@ -253,7 +303,7 @@ def _compiled(fn, spec, report: InitReport):
             except tf.errors.InvalidArgumentError as e:
                 if "cycle" not in str(e):
                     raise
-                chosen.append(tf.function(fn, input_signature=[spec], jit_compile=True))
+                chosen.append(tf.function(body, input_signature=[spec], jit_compile=True))
                 note = ("compiled with XLA: TensorFlow could not instantiate the plain graph "
                         "(a known 'nodes in a cycle' failure of higher-order convolution graphs)")
                 if note not in report.notes:
@@ -263,27 +313,61 @@ def _compiled(fn, spec, report: InitReport):
     return call
 
 
-def _finite_batches(batches) -> bool:
-    return all(bool(np.all(np.isfinite(t.numpy()))) for b in batches for t in tf.nest.flatten(b)
-               if t.dtype.is_floating)
-
-
-def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
-    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
-    run = _ScaleRun(model, method, loss_fn, report)
-    it = iter(dataset)
+def step_dataset(dataset: tf.data.Dataset, method: methods_lib.LearnedMethod) -> tf.data.Dataset:
+    """The stream of a learned method's steps: ``method.batches_per_step`` consecutive batches,
+    passed through ``method.prepare`` (a tuple of batches per step)."""
     k = method.batches_per_step
-    spec = (dataset.element_spec,) * k
+
+    def prepare(*element):
+        return tuple(method.prepare(tuple(tf.nest.map_structure(lambda t: t[i], element)
+                                          for i in range(k))))
+
+    return dataset.batch(k, drop_remainder=True).map(prepare)
+
+
+def _strategy_of(model, strategy):
+    """The strategy to run under: the argument, the enclosing scope's, or the model's."""
+    if strategy is not None:
+        return strategy
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    for v in model.variables:
+        value = getattr(v, "value", None)
+        if isinstance(value, tf.distribute.DistributedValues):
+            return value.distribute_strategy
+    return None
+
+
+def _run_learned(model, method, dataset, loss_spec, steps, verbose, report, strategy=None,
+                 micro_batches: int = 1):
+    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
+    steps_ds = step_dataset(dataset, method)
+    size = int(tf.nest.flatten(steps_ds.element_spec)[0].shape[0])
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if size % (replicas * micro_batches):
+        raise ValueError(
+            f"A batch of {size} examples cannot be split into {replicas} replica(s) x "
+            f"{micro_batches} micro-batch(es) of equal size; pass a `batch_size` that is a "
+            f"multiple of {replicas * micro_batches}."
+        )
+    run = _ScaleRun(model, method, loss_fn, report, size, strategy, micro_batches)
+    if strategy is not None:
+        report.notes.append(f"distributed: {type(strategy).__name__}, {replicas} replica(s), "
+                            f"global batch {size}")
+        steps_ds = strategy.experimental_distribute_dataset(steps_ds)
+    if micro_batches > 1:
+        report.notes.append(f"micro-batches: {micro_batches} per replica, "
+                            f"{size // (replicas * micro_batches)} examples each")
+    it = iter(steps_ds)
+    spec = steps_ds.element_spec
     step_fn = _compiled(run.step, spec, report)
     eval_fn = _compiled(run.evaluate, spec, report)
 
-    def draw():
-        return tuple(next(it) for _ in range(k))
-
-    eval_batches = draw()
-    if not _finite_batches(eval_batches):
+    eval_batches = next(it)
+    before, batch_ok = eval_fn(eval_batches)
+    if not bool(batch_ok):
         raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
-    report.before = {n: float(v) for n, v in eval_fn(eval_batches).items()}
+    report.before = {n: float(v) for n, v in before.items()}
     report.history = {n: [] for n in method.metric_names}
     progress = _Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
                          method.metric_names)
@@ -312,7 +396,7 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
             report.constraint_steps += int(out["constraint"])
             report.steps_run = t + 1
             progress.update(t + 1, {n: float(out[n]) for n in method.metric_names})
-            batches = draw()
+            batches = next(it)
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -330,7 +414,7 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report):
             report.notes.append("interrupted: the last good scales were written back")
         _tensor_table(run, final, report)
     run.scales.assign(tf.ones_like(run.scales))  # weights now hold the result: evaluate at s = 1
-    report.after = {n: float(v) for n, v in eval_fn(eval_batches).items()}
+    report.after = {n: float(v) for n, v in eval_fn(eval_batches)[0].items()}
     progress.done(report)
     return report
 
@@ -364,6 +448,8 @@ def meta_initialize(
     batch_size: Optional[int] = None,
     seed: Optional[int] = None,
     verbose: Union[str, int] = "auto",
+    strategy: Optional[tf.distribute.Strategy] = None,
+    micro_batches: int = 1,
     **method_options,
 ) -> InitReport:
     """Initialize ``model`` in place with a learned or layer-wise method.
@@ -383,6 +469,15 @@ def meta_initialize(
         batch_size: examples per batch for data that is not batched yet (default: the method's).
         seed: seed for shuffling and random data.
         verbose: ``"auto"`` (= 1), 0 silent, 1 progress bar, 2 one line per call.
+        strategy: a ``tf.distribute.Strategy`` for the learned methods; default: the enclosing
+            ``strategy.scope()``, else the strategy the model's variables were created under,
+            else none. Each replica computes its part of the batch; the objective is summed
+            across replicas exactly, so the scales are those of one device on the same global
+            batch (``batch_size`` is the global batch). Layer-wise methods run on the host.
+        micro_batches: learned methods split each replica's batch into this many parts and
+            run them one at a time: the same objective and scales as the whole batch (exactly,
+            up to summation order) with the activations of one part in memory, for about twice
+            the time of a step. ``batch_size`` must be a multiple of replicas × micro_batches.
         **method_options: constructor arguments of the method when ``method`` is a string.
 
     Returns:
@@ -407,6 +502,10 @@ def meta_initialize(
         if int(steps) < 1:
             raise ValueError(f"Argument `steps` must be >= 1. Received: steps={steps}")
     verbose = _resolve_verbose(verbose)
+    if isinstance(micro_batches, bool) or not isinstance(micro_batches, (int, np.integer)) \
+            or micro_batches < 1:
+        raise ValueError("Argument `micro_batches` must be an integer >= 1. "
+                         f"Received: micro_batches={micro_batches!r}")
     seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31)) if seed is None else int(seed)
     dataset, description, loss_spec = data_lib.make_dataset(
         data, model, loss, batch_size=batch_size, seed=seed,
@@ -421,9 +520,10 @@ def meta_initialize(
         report.notes.append(f"precision: the model's policy {', '.join(lower)} is kept; the "
                             "initialization computed in float32")
     if isinstance(method, methods_lib.LayerwiseMethod):
-        if steps is not None:
-            warnings.warn(f"`steps` is ignored by the layer-wise method {method.name}.",
-                          UserWarning, stacklevel=2)
+        for name, value, default in (("steps", steps, None), ("micro_batches", micro_batches, 1)):
+            if value != default:
+                warnings.warn(f"`{name}` is ignored by the layer-wise method {method.name}.",
+                              UserWarning, stacklevel=2)
         start = time.perf_counter()
         progress = _Progress(len(model.layers), verbose,
                              f"{type(method).__name__}: layer by layer", ("var",))
@@ -434,7 +534,8 @@ def meta_initialize(
         return report
     n_steps = int(steps) if steps is not None else method.steps
     report.config["steps"] = n_steps
-    return _run_learned(model, method, dataset, loss_spec, n_steps, verbose, report)
+    return _run_learned(model, method, dataset, loss_spec, n_steps, verbose, report,
+                        _strategy_of(model, strategy), int(micro_batches))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -85,9 +85,22 @@ class LearnedMethod(Method):
         """Whether ``variable`` gets a scale (tensors of zero norm are skipped by the engine)."""
         return len(variable.shape) >= 2
 
-    def objective(self, loss_fn, params: List[tf.Tensor], batches) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+    def prepare(self, batches: Tuple[Any, ...]) -> Tuple[Any, ...]:
+        """The step's batches, from :attr:`batches_per_step` consecutive batches of the data.
+
+        Runs in the input pipeline, on whole batches, before they are split over replicas or
+        micro-batches. The default passes them through.
+        """
+        return batches
+
+    def objective(self, loss_fn, params: List[tf.Tensor], shards) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
         """``(J, constraint, metrics)``: the value to minimize, whether this is a constraint
-        step, and the metrics named by :attr:`metric_names`."""
+        step, and the metrics named by :attr:`metric_names`.
+
+        ``shards`` holds one :class:`~keras_metainit.shards.Shard` per batch of the step (see
+        :meth:`prepare`); every batch statistic goes through ``shard.total``, so the value does
+        not depend on how the batch is split over replicas or micro-batches.
+        """
         raise NotImplementedError
 
     def transform(self) -> scale_opt.ScaleTransform:
@@ -149,8 +162,8 @@ class MetaInit(LearnedMethod):
         self.steps, self.lr, self.momentum, self.eps = int(steps), lr, momentum, eps
         self.min_norm, self.batch_size = min_norm, batch_size
 
-    def objective(self, loss_fn, params, batches):
-        gq, loss = objectives.gradient_quotient(loss_fn, params, batches[0], self.eps)
+    def objective(self, loss_fn, params, shards):
+        gq, loss = objectives.gradient_quotient(loss_fn, params, shards[0], self.eps)
         return gq, tf.constant(False), {"gq": gq, "loss": loss}
 
     def transform(self):
@@ -212,24 +225,24 @@ class GradInit(LearnedMethod):
     def tunes(self, variable) -> bool:
         return True
 
-    def objective(self, loss_fn, params, batches):
+    def prepare(self, batches):
+        """``(S, S̃)``: ``S̃`` is the first ``overlap`` of ``S`` and the rest of the next batch."""
         s, other = batches
-        n = tf.nest.flatten(s[0])[0].shape[0]
-        shared = int(round(self.overlap * n))
+        shared = int(round(self.overlap * int(tf.nest.flatten(s)[0].shape[0])))
         s_tilde = tf.nest.map_structure(lambda a, b: tf.concat([a[:shared], b[shared:]], 0),
                                         s, other)
+        return s, s_tilde
+
+    def objective(self, loss_fn, params, shards):
+        s, s_tilde = shards
         loss, grads = objectives.gradient(loss_fn, params, s)
         gnorm = objectives.gradient_norm(grads, 1 if self.step == "adam" else 2)
         constraint = gnorm > self.gamma
-
-        def lookahead():
-            return objectives.lookahead_loss(loss_fn, params, grads, s_tilde, self.eta,
-                                             self.step, self.normalize)
-
-        def reduce_gnorm():
-            return gnorm, tf.stop_gradient(lookahead())
-
-        value, look = tf.cond(constraint, reduce_gnorm, lambda: (lookahead(),) * 2)
+        look = objectives.lookahead_loss(loss_fn, params, grads, s_tilde, self.eta, self.step,
+                                         self.normalize)
+        # Constraint steps reduce the gradient norm (second order through g); the others the
+        # look-ahead loss. Both are computed: a batch statistic may not sit in a branch.
+        value = tf.where(constraint, gnorm, look)
         return value, constraint, {"lookahead": look, "loss": loss, "gnorm": gnorm}
 
     def transform(self):
@@ -291,9 +304,9 @@ class GradCosine(LearnedMethod):
     def tunes(self, variable) -> bool:
         return True
 
-    def objective(self, loss_fn, params, batches):
+    def objective(self, loss_fn, params, shards):
         gc, gn, norms, loss = objectives.grad_cosine(
-            loss_fn, params, batches[0], self.splits, self.overlap,
+            loss_fn, params, shards[0], self.splits, self.overlap,
             getattr(loss_fn, "examples_independent", False))
         constraint = gn > self.gamma
         if self.target == "gc":

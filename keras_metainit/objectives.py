@@ -2,7 +2,10 @@
 
 Each function takes ``per_example_loss(params, batch) -> (B,)`` — built once from
 ``model.stateless_call`` by :func:`keras_metainit.engine.make_loss_fn` — a list of parameter tensors
-(one per trainable variable, in ``model.trainable_variables`` order) and a batch ``(x, y)``. No
+(one per trainable variable, in ``model.trainable_variables`` order) and a batch: ``(x, y)``, or a
+:class:`~keras_metainit.shards.Shard`, one part of a batch split over replicas or micro-batches.
+Every batch statistic is a part's contribution, normalized by the whole batch, summed by
+``shard.total``, so the values do not depend on the split (:mod:`keras_metainit.shards`). No
 model state is read or written here, so every function can be differentiated again (the engine
 differentiates them with respect to per-tensor scales), checked against a float64 reference, and
 run inside ``tf.function`` and ``strategy.run``.
@@ -16,6 +19,8 @@ from __future__ import annotations
 from typing import Callable, List, Sequence, Tuple
 
 import tensorflow as tf
+
+from keras_metainit.shards import whole
 
 __all__ = [
     "gradient",
@@ -35,18 +40,29 @@ def _sum_sq(tensors) -> tf.Tensor:
     return tf.add_n([tf.reduce_sum(tf.square(t)) for t in tensors])
 
 
+def _dense(grads):
+    return [tf.convert_to_tensor(g) for g in grads]  # IndexedSlices (embeddings) to dense
+
+
 def gradient(per_example_loss: PerExampleLoss, params: List[tf.Tensor], batch) -> Tuple[tf.Tensor, list]:
     """Mean loss over the batch and its gradient with respect to ``params``.
 
     The gradient stays differentiable by any tape watching ``params`` from outside.
 
+    Args:
+        per_example_loss: ``per_example_loss(params, (x, y)) -> (B,)``.
+        params: one tensor per trainable variable.
+        batch: ``(x, y)`` or a :class:`~keras_metainit.shards.Shard`.
+
     Returns:
         ``(loss, grads)``.
     """
+    shard = whole(batch)
     with tf.GradientTape() as tape:
         tape.watch(params)
-        loss = tf.reduce_mean(per_example_loss(params, batch))
-    return loss, tape.gradient(loss, params, unconnected_gradients=_ZERO)
+        part = tf.reduce_sum(per_example_loss(params, shard.batch)) / shard.size
+    grads = _dense(tape.gradient(part, params, unconnected_gradients=_ZERO))
+    return shard.total((part, grads))
 
 
 def gradient_quotient(
@@ -61,11 +77,12 @@ def gradient_quotient(
     Returns:
         ``(gq, loss)``; ``gq`` is differentiable by an outer tape (third order overall).
     """
+    shard = whole(batch)
     with tf.GradientTape() as outer:
         outer.watch(params)
-        loss, g = gradient(per_example_loss, params, batch)
+        loss, g = gradient(per_example_loss, params, shard)
         half_sq = 0.5 * _sum_sq(g)
-    hg = outer.gradient(half_sq, params, unconnected_gradients=_ZERO)
+    hg = shard.total(_dense(outer.gradient(half_sq, params, unconnected_gradients=_ZERO)))
     total = 0.0
     count = 0
     for gi, hi in zip(g, hg):
@@ -118,32 +135,45 @@ def grad_cosine(
         ``(gc, gn, norms, loss)``: the cosine, ``GN = mean_i ‖g_i‖``, the ``(D,)`` chunk-gradient
         norms and the batch's mean loss, all differentiable by an outer tape.
     """
-    x, y = batch
-    n = tf.nest.flatten(x)[0].shape[0]
-    if n is None:
-        raise ValueError("grad_cosine needs a batch of static size.")
-    bounds = chunk_bounds(n, splits, overlap)
+    shard = whole(batch)
+    bounds = chunk_bounds(shard.size, splits, overlap)
+    n, offset = shard.length, shard.offset
+    static = isinstance(offset, int)
+    zeros = [tf.zeros_like(p) for p in params]
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(params)
-        if examples_independent:
-            pers = [per_example_loss(params, tf.nest.map_structure(lambda t: t[lo:hi], batch))
-                    for lo, hi in bounds]
-            chunk_losses = [tf.reduce_mean(p) for p in pers]
-            # each example once, from the first chunk that holds it
-            starts = [lo for lo, _ in bounds[1:]] + [n]
-            per = tf.concat([p[: end - lo] for p, (lo, _), end in zip(pers, bounds, starts)], 0)
+        if examples_independent and static:
+            # Each chunk's examples of this part run forward on their own (slices are static).
+            parts, loss_part, covered = [], 0.0, offset
+            for lo, hi in bounds:
+                a, b = min(max(lo - offset, 0), n), min(max(hi - offset, 0), n)
+                if b <= a:
+                    parts.append(None)
+                    continue
+                per = per_example_loss(params, tf.nest.map_structure(lambda t: t[a:b], shard.batch))
+                parts.append(tf.reduce_sum(per) / (hi - lo))
+                new = max(covered - offset, a)  # each example counted once, in its first chunk
+                loss_part += tf.reduce_sum(per[new - a:])
+                covered = offset + b
         else:
-            per = per_example_loss(params, batch)
-            chunk_losses = [tf.reduce_mean(per[lo:hi]) for lo, hi in bounds]
-    grads = [tape.gradient(c, params, unconnected_gradients=_ZERO) for c in chunk_losses]
+            per = per_example_loss(params, shard.batch)
+            position = offset + tf.range(n)
+            parts = []
+            for lo, hi in bounds:
+                inside = tf.cast((position >= lo) & (position < hi), per.dtype)
+                parts.append(tf.reduce_sum(inside * per) / (hi - lo))
+            loss_part = tf.reduce_sum(per)
+    part_grads = [zeros if c is None else _dense(tape.gradient(c, params, unconnected_gradients=_ZERO))
+                  for c in parts]
     del tape
+    loss, grads = shard.total((loss_part / shard.size, part_grads))
     flat = tf.stack([tf.concat([tf.reshape(g, [-1]) for g in gs], 0) for gs in grads])  # (D, P)
     norms = tf.sqrt(tf.reduce_sum(tf.square(flat), axis=1))
     unit = flat / norms[:, None]
     gram = tf.matmul(unit, unit, transpose_b=True)
     d = float(splits)
     gc = (tf.reduce_sum(gram) - tf.linalg.trace(gram)) / (d * d - d)
-    return gc, tf.reduce_mean(norms), norms, tf.reduce_mean(per)
+    return gc, tf.reduce_mean(norms), norms, loss
 
 
 def gradient_norm(grads, ord: int = 2) -> tf.Tensor:
@@ -180,4 +210,6 @@ def lookahead_loss(
         direction = list(grads)
     direction = [tf.stop_gradient(d) for d in direction]
     stepped = [p - eta * d for p, d in zip(params, direction)]
-    return tf.reduce_mean(per_example_loss(stepped, batch)) / eta
+    shard = whole(batch)
+    part = tf.reduce_sum(per_example_loss(stepped, shard.batch)) / shard.size
+    return shard.total(part) / eta

@@ -8,6 +8,11 @@ update, all in one compiled ``tf.function`` traced once. The result is written b
 scales; a ``KeyboardInterrupt`` writes the last good scales and re-raises. The user's weights are
 never left NaN.
 
+Under a ``tf.distribute`` strategy each replica computes its part of the batch and the parts are
+summed exactly across replicas; with ``micro_batches`` each replica's part is split again and
+run one piece at a time (:mod:`keras_metainit.shards`). Either way the scales are those of one
+device on the whole batch.
+
 Layer-wise methods (LSUV, Sylvester) share the data handling, the progress bar and the report.
 """
 from __future__ import annotations

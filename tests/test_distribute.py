@@ -44,3 +44,17 @@ def test_layerwise_methods_match_one_device(results, case):
 @pytest.mark.slow
 def test_strategy_argument_for_a_model_built_outside_its_scope(results):
     assert any("MirroredStrategy, 2 replica(s)" in n for n in results["argument"]["notes"])
+
+
+@pytest.mark.slow
+def test_multiworker_example_runs_and_matches_one_process():
+    """docs/distributed.md's MultiWorkerMirroredStrategy example: two local worker processes."""
+    script = Path(__file__).resolve().parents[1] / "examples" / "distributed" / "multiworker.py"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
+           "KERAS_METAINIT_EXAMPLES_QUICK": "1"}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "2 replica(s), global batch 64" in proc.stdout, proc.stdout
+    diff = float(proc.stdout.split("largest relative difference to one process:")[1].split()[0])
+    assert diff < 1e-5, proc.stdout

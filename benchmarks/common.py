@@ -77,3 +77,30 @@ def train_eval(model, train, test, *, epochs=2, lr=0.01, batch_size=128, optimiz
 def mean_std(values):
     a = np.asarray(values, float)
     return f"{a.mean():.3f} ± {a.std():.3f}"
+
+
+def build_arch(name: str, seed: int, kernel_initializer="he_normal") -> keras.Model:
+    """``"mlpDxW"`` → ``mlp(D, W, ...)``, ``"cnnDxW"`` → ``cnn(D, W, ...)`` (e.g. ``"mlp20x128"``)."""
+    kind, dims = name[:3], name[3:]
+    if kind not in ("mlp", "cnn") or "x" not in dims:
+        raise ValueError(f"architecture must look like 'mlp20x128' or 'cnn8x16', got {name!r}")
+    depth, width = (int(v) for v in dims.split("x"))
+    return (mlp if kind == "mlp" else cnn)(depth, width, seed, kernel_initializer)
+
+
+def take(arrays, n):
+    """The first ``n`` examples of ``(x, y)`` (all of them when ``n`` is None)."""
+    return arrays if n is None else tuple(a[:n] for a in arrays)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` with the Agg backend, or None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no figure (pip install keras-metainit[plot])")
+        return None
+    return plt

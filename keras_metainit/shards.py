@@ -151,31 +151,43 @@ Objective = Callable[[tf.Tensor, Tuple[Shard, ...]], Tuple[tf.Tensor, tf.Tensor,
 Part = Tuple[Tuple[Any, ...], Union[int, tf.Tensor]]  # (the step's batches, offset)
 
 
-def _shards(part: Part, size: int, total) -> Tuple[Shard, ...]:
-    batches, offset = part
-    return tuple(Shard(b, offset, size, total) for b in batches)
+def _call(fn: Objective, s, part: Part, size: int, total, after=None):
+    """``fn`` on one part, started only after ``after``.
+
+    The scales and the batch both wait for ``after``: every run of every part is then a distinct
+    computation that starts when the previous one is done, so TensorFlow neither runs parts side
+    by side nor merges a recomputation with an earlier run (which would keep that run's
+    activations alive), and parameter-sized tensors of later parts are not made in advance.
+    """
+    s, batches = _after(after, (s, part[0]))
+    return fn(s, tuple(Shard(b, part[1], size, total) for b in batches))
+
+
+def _contribution(fn: Objective, s, part: Part, size: int, replay: _Replay, after=None):
+    """The part's contribution to the first total ``replay`` does not know."""
+    try:
+        _call(fn, s, part, size, replay, after)
+    except _Stop as stop:
+        return stop.contribution
+    raise RuntimeError("The parts of a batch made different `total` calls.")
 
 
 def _forward(fn: Objective, s, parts: Sequence[Part], size: int, across, watch: bool):
     """Stage by stage until a run completes; returns (known totals, outputs, ∂value/∂(s, T))."""
     known: List[Any] = []
     while True:
+        after = known[-1] if known else None
         tape = tf.GradientTape(watch_accessed_variables=False) if watch else None
         try:
             with tape if tape is not None else contextlib.nullcontext():
                 if tape is not None:
                     tape.watch(s)
                     tape.watch(known)
-                out = fn(s, _shards(parts[0], size, _Replay(known, tape)))
+                out = _call(fn, s, parts[0], size, _Replay(known, tape), after)
         except _Stop as stop:
             acc = stop.contribution
             for part in parts[1:]:
-                batches = _after(acc, part[0])
-                try:
-                    fn(s, _shards((batches, part[1]), size, _Replay(known)))
-                    raise RuntimeError("The parts of a batch made different `total` calls.")
-                except _Stop as other:
-                    acc = _add(acc, other.contribution)
+                acc = _add(acc, _contribution(fn, s, part, size, _Replay(known), acc))
             known.append(across(acc))
             continue
         bars = None
@@ -204,7 +216,7 @@ def value_and_grad(fn: Objective, s: tf.Tensor, parts: Sequence[Part], size: int
     if len(parts) == 1 and across is None:
         with tf.GradientTape(watch_accessed_variables=False) as tape:
             tape.watch(s)
-            value, constraint, metrics = fn(s, _shards(parts[0], size, _identity))
+            value, constraint, metrics = _call(fn, s, parts[0], size, _identity)
         grad = tape.gradient(value, s, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         return value, grad, constraint, metrics
     across = across or _identity
@@ -215,12 +227,8 @@ def value_and_grad(fn: Objective, s: tf.Tensor, parts: Sequence[Part], size: int
             with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(s)
                 tape.watch(known[:k])
-                batches = _after(grad_k, part[0])
-                try:
-                    fn(s, _shards((batches, part[1]), size, _Replay(known[:k], tape)))
-                    raise RuntimeError("The parts of a batch made different `total` calls.")
-                except _Stop as stop:
-                    contribution = stop.contribution
+                after = bars[k] if grad_k is None else (grad_k, bars_k)
+                contribution = _contribution(fn, s, part, size, _Replay(known[:k], tape), after)
             g_s, g_known = tape.gradient(
                 contribution, [s, known[:k]], output_gradients=bars[k],
                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -238,6 +246,6 @@ def values(fn: Objective, s: tf.Tensor, parts: Sequence[Part], size: int,
            across: Optional[Callable[[Any], Any]] = None):
     """The objective's ``(value, constraint, metrics)`` without a gradient."""
     if len(parts) == 1 and across is None:
-        return fn(s, _shards(parts[0], size, _identity))
+        return _call(fn, s, parts[0], size, _identity)
     _, out, _ = _forward(fn, s, parts, size, across or _identity, False)
     return out

@@ -109,13 +109,24 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
     """
     non_trainable = model.non_trainable_variables
 
+    takes_training = getattr(model, "_call_has_training_arg", True)
+
     def per_example_loss(params, batch):
         x, y = batch
         with noise_off(model), float32_compute(model):
-            y_pred, _ = model.stateless_call(list(params), non_trainable, x, training=training)
+            if takes_training:
+                y_pred, _ = model.stateless_call(list(params), non_trainable, x,
+                                                 training=training)
+            else:  # a subclassed call() without `training`: __call__ hands it to the layers
+                mapping = (list(zip(model.trainable_variables, params))
+                           + list(zip(model.non_trainable_variables, non_trainable)))
+                with keras.StatelessScope(state_mapping=mapping):
+                    y_pred = model(x, training=training)
         return loss_spec.per_example(y, tf.nest.flatten(y_pred)[0])
 
-    compiled = tf.function(per_example_loss, experimental_attributes={"_noinline": True})
+    # reduce_retracing: chunks of different sizes (GradCosine) share one trace
+    compiled = tf.function(per_example_loss, reduce_retracing=True,
+                           experimental_attributes={"_noinline": True})
     # Whether examples are independent: no layer computes batch statistics in this mode.
     compiled.examples_independent = not (
         training and any(isinstance(layer, keras.layers.BatchNormalization)
@@ -198,7 +209,8 @@ class _ScaleRun:
                 f"and a nonzero norm. Trainable variables: {[v.path for v in self.variables]}"
             )
         if skipped_zero:
-            report.notes.append(f"skipped (zero norm): {', '.join(skipped_zero)}")
+            names = ", ".join(skipped_zero[:3]) + (", ..." if len(skipped_zero) > 3 else "")
+            report.notes.append(f"skipped {len(skipped_zero)} tensor(s) of zero norm: {names}")
         self.norms = norms
         k = len(self.tuned)
         self.base_norms = tf.constant([norms[i] for i in self.tuned], tf.float32)
@@ -344,7 +356,7 @@ def _strategy_of(model, strategy):
 
 
 def _run_learned(model, method, dataset, loss_spec, steps, verbose, report, strategy=None,
-                 micro_batches: int = 1):
+                 micro_batches: int = 1, started: Optional[float] = None):
     loss_fn = make_loss_fn(model, loss_spec, training=method.training)
     steps_ds = step_dataset(dataset, method)
     size = int(tf.nest.flatten(steps_ds.element_spec)[0].shape[0])
@@ -376,7 +388,6 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report, stra
     report.history = {n: [] for n in method.metric_names}
     progress = _Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
                          method.metric_names)
-    start = time.perf_counter()
     interrupted = bad_data = False
     step_times: List[float] = []
     try:
@@ -411,7 +422,6 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report, stra
         final = (run.scales if clean else run.last_good).numpy()
         if not bad_data:
             run.write_back(final)
-        report.wall_time = time.perf_counter() - start
         report.traces = run.traces
         # the first step includes tracing and compilation
         report.step_time = float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan")
@@ -420,6 +430,7 @@ def _run_learned(model, method, dataset, loss_spec, steps, verbose, report, stra
         _tensor_table(run, final, report)
     run.scales.assign(tf.ones_like(run.scales))  # weights now hold the result: evaluate at s = 1
     report.after = {n: float(v) for n, v in eval_fn(eval_batches)[0].items()}
+    report.wall_time = time.perf_counter() - started
     progress.done(report)
     return report
 
@@ -502,6 +513,7 @@ def meta_initialize(
         Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",
         NeurIPS 2019.
     """
+    started = time.perf_counter()
     method = methods_lib.get(method, **method_options)
     if steps is not None:
         if int(steps) < 1:
@@ -529,18 +541,17 @@ def meta_initialize(
             if value != default:
                 warnings.warn(f"`{name}` is ignored by the layer-wise method {method.name}.",
                               UserWarning, stacklevel=2)
-        start = time.perf_counter()
         progress = _Progress(len(model.layers), verbose,
                              f"{type(method).__name__}: layer by layer", ("var",))
         report.layers = method.run(model, dataset, loss_spec, seed=seed, progress=progress)
         report.steps_run = len(report.layers)
-        report.wall_time = time.perf_counter() - start
+        report.wall_time = time.perf_counter() - started
         progress.done(report, len(model.layers))
         return report
     n_steps = int(steps) if steps is not None else method.steps
     report.config["steps"] = n_steps
     return _run_learned(model, method, dataset, loss_spec, n_steps, verbose, report,
-                        _strategy_of(model, strategy), int(micro_batches))
+                        _strategy_of(model, strategy), int(micro_batches), started)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -555,7 +566,27 @@ def _batch_and_loss(model, batch, loss, training=False):
     data_lib.ensure_built(model, x)
     spec = data_lib.resolve_loss(model, loss, x)
     params = [v.value for v in model.trainable_variables]
-    return (x, tf.convert_to_tensor(y)), make_loss_fn(model, spec, training), params
+    return (x, tf.convert_to_tensor(y)), _cached_loss_fn(model, spec, training), params
+
+
+def _cached_loss_fn(model, spec: data_lib.LossSpec, training: bool):
+    """:func:`make_loss_fn`, kept on the model: repeated diagnostics (say, every epoch) reuse
+    its trace instead of tracing a new function each time. The key holds everything the
+    function depends on: the loss, the label format, the mode and the model's variables."""
+    fn = spec.fn
+    try:
+        config = repr(sorted(fn.get_config().items()))
+    except Exception:  # a plain function or a loss without a config
+        config = id(fn)
+    key = (type(fn).__name__, getattr(fn, "__name__", None), config, spec.label_kind, training,
+           tuple((id(v), v.trainable) for v in model.variables))
+    cache = model.__dict__.get("_keras_metainit_loss_fns")
+    if cache is None:
+        cache = {}
+        object.__setattr__(model, "_keras_metainit_loss_fns", cache)  # not tracked by Keras
+    if key not in cache:
+        cache[key] = make_loss_fn(model, spec, training)
+    return cache[key]
 
 
 def gradient_quotient(model: keras.Model, batch, loss: Any = None, eps: float = 1e-5) -> float:

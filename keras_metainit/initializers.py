@@ -157,9 +157,9 @@ class WNInit(_FreshSeedInitializer):
             ones.
         direction: ``"orthogonal"`` (default) or ``"normal"``.
         seed: ``None`` (default): every call draws fresh values, so one instance shared by several
-            layers gives each its own kernel; not reproducible, even after
-            ``keras.utils.set_random_seed``. An ``int``: the same values on every call (Keras's
-            semantics). A ``keras.random.SeedGenerator``: advances on every call, reproducible and
+            layers gives each its own kernel; each call's seed comes from Python's global random
+            state, so ``keras.utils.set_random_seed`` makes the model reproducible. An ``int``:
+            the same values on every call (Keras's semantics). A ``keras.random.SeedGenerator``: advances on every call, reproducible and
             distinct kernels from one shared instance.
 
     Returns:
@@ -259,8 +259,8 @@ class WNResNetInit(WNInit):
         blocks_per_stage: Integer >= 1, the number B of residual blocks in the layer's stage.
         direction: ``"orthogonal"`` (default) or ``"normal"``, as in `WNInit`.
         seed: ``None``, an ``int`` or a ``keras.random.SeedGenerator``, as in `WNInit`: ``None``
-            draws fresh values on every call (not reproducible), an ``int`` gives the same values on
-            every call, a generator advances on every call.
+            draws fresh values on every call (reproducible after ``keras.utils.set_random_seed``),
+            an ``int`` gives the same values on every call, a generator advances on every call.
 
     Returns:
         Called as ``initializer(shape, dtype=None)``, a tensor of that shape and dtype.
@@ -340,9 +340,8 @@ class FixupInit(_FreshSeedInitializer):
         num_branches: Integer >= 1, the number L of residual branches in the network.
         branch_depth: Integer >= 2, the number m of weight layers in each branch.
         seed: ``None`` (default): every call draws fresh values, so one instance shared by several
-            layers gives each its own kernel (not reproducible, even after
-            ``keras.utils.set_random_seed``). An ``int``: the same values on every call (Keras's
-            semantics). A ``keras.random.SeedGenerator``: advances on every call.
+            layers gives each its own kernel (reproducible after ``keras.utils.set_random_seed``).
+            An ``int``: the same values on every call (Keras's semantics). A ``keras.random.SeedGenerator``: advances on every call.
 
     Returns:
         Called as ``initializer(shape, dtype=None)``, a tensor of that shape and dtype.

@@ -34,7 +34,8 @@ class InitReport:
             norm of a He-normal kernel), before and after: below 1 the net shrinks its signal.
         steps_run: steps taken; ``stopped_early`` why the run ended before ``steps``, if it did.
         constraint_steps: steps that reduced the gradient-norm constraint instead of the objective.
-        wall_time: seconds; ``traces``: how often the compiled step was traced.
+        wall_time: seconds of the whole call (data, tracing, steps, write-back); ``traces``: how
+            often the compiled step was traced.
         step_time: median seconds per step after the first (which traces and compiles).
         notes: anything the user should know (precision, skipped tensors, restorations).
     """
@@ -85,10 +86,14 @@ class InitReport:
             lines.append("  end-to-end gain vs He: "
                          f"{_fmt(self.end_to_end_gain.get('before'))} -> "
                          f"{_fmt(self.end_to_end_gain.get('after'))}")
-        for title, rows in (("tensors", self.tensors), ("layers", self.layers)):
+        tuned = [r for r in self.tensors if r.get("tuned", True)]
+        for title, rows in (("tensors", tuned), ("layers", self.layers)):
             if rows:
                 lines.append(f"  {title}:")
                 lines.extend("    " + r for r in _table(rows))
+        if len(tuned) < len(self.tensors):
+            lines.append(f"  ({len(self.tensors) - len(tuned)} tensors not tuned, unchanged: "
+                         "see report.tensors)")
         lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 

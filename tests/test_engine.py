@@ -300,3 +300,52 @@ def test_mixed_precision_computes_in_float32_and_keeps_the_policy(policy):
     # float32 arithmetic: the same GQ as the float32 twin, not float16's three digits
     np.testing.assert_allclose(report.before["gq"], ref.before["gq"], rtol=1e-5)
     np.testing.assert_allclose(list(report.scales.values()), list(ref.scales.values()), rtol=1e-5)
+
+
+def test_subclassed_model_without_training_argument_matches_its_functional_twin():
+    """A subclassed ``call(self, x)`` takes no ``training``; Keras's ``__call__`` still hands it to
+    the layers, so BatchNormalization uses batch statistics for GradCosine, as in the twin."""
+
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d1 = keras.layers.Dense(16, "relu")
+            self.bn = keras.layers.BatchNormalization()
+            self.d2 = keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.d2(self.bn(self.d1(x)))
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(256, 8)).astype("float32"), rng.integers(0, 3, 256)
+    for method in ("metainit", "gradcosine"):
+        keras.utils.set_random_seed(0)
+        net = Net()
+        net(x[:2])
+        twin = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu"),
+                                 keras.layers.BatchNormalization(), keras.layers.Dense(3)])
+        twin.set_weights(net.get_weights())
+        reports = [km.meta_initialize(m, (x, y), method, steps=2, seed=0, verbose=0)
+                   for m in (net, twin)]
+        for key, value in reports[1].before.items():
+            assert reports[0].before[key] == pytest.approx(value, rel=1e-5), (method, key)
+        for a, b in zip(net.get_weights(), twin.get_weights()):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_repeated_diagnostics_reuse_one_trace():
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(8, "tanh"), keras.layers.Dense(3)])
+    rng = np.random.default_rng(0)
+    batch = (rng.normal(size=(64, 6)).astype("float32"), rng.integers(0, 3, 64))
+    first = km.gradient_quotient(model, batch)
+    assert km.gradient_quotient(model, batch) == first
+    cache = model._keras_metainit_loss_fns
+    assert len(cache) == 1
+    assert next(iter(cache.values())).experimental_get_tracing_count() == 1
+    km.grad_cosine(model, batch)  # training mode: a function of its own
+    assert len(cache) == 2
+    # another loss is another function, with another value
+    mse = km.gradient_quotient(model, (batch[0], np.eye(3, dtype="float32")[batch[1]]),
+                               loss=keras.losses.MeanSquaredError())
+    assert len(cache) == 3 and mse != first

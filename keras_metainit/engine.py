@@ -600,7 +600,9 @@ def gradient_quotient(model: keras.Model, batch, loss: Any = None, eps: float = 
         model: a Keras model (normalization layers in inference mode, dropout off).
         batch: ``(x, y)`` arrays or tensors.
         loss: a Keras loss; default the compiled loss, else inferred.
-        eps: the quotient's ε.
+        eps: the quotient's ε; 1e-5 is the paper's. ``MetaInit`` minimizes GQ with its own
+            ``eps`` (default 1e-2, see there), so the GQ in its report differs from this value
+            unless both use the same ε.
 
     Returns:
         GQ as a Python float.

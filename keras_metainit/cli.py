@@ -29,7 +29,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 from keras_metainit import __version__
 
 __all__ = [
-    "main", "DemoConfig", "Contender", "CONTENDERS", "WN_CONTENDERS", "run_demo", "format_table",
+    "main", "DemoConfig", "Contender", "CONTENDERS", "WN_CONTENDERS", "ANYINIT", "run_demo",
+    "format_table",
     "diagnose", "HealthLimits",
 ]
 
@@ -227,6 +228,25 @@ def build_sylvester(cfg: DemoConfig, data: DemoData):
     return _fixed(cfg, data, "sylvester", latent="orthogonal")
 
 
+def build_anyinit(cfg: DemoConfig, data: DemoData):
+    """A peer: AnyInit (PyPI ``anyinit``, the ``anyinit`` extra) in its empirical mode on 1,024
+    training images, applied to the bad start (it redraws every kernel)."""
+    import anyinit
+
+    model = build_bad_start(cfg, data)
+    anyinit.initialize(model, "empirical", data.x_train[:1024], seed=cfg.seed)
+    return model
+
+
+def anyinit_available() -> bool:
+    """Whether the optional peer ``anyinit`` can be imported."""
+    try:
+        import anyinit  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def wn_mlp(cfg: DemoConfig, hidden_init: Callable[[int], Any], output_init: Any):
     """``cfg.depth`` ReLU ``WNDense`` layers of ``cfg.width``, then 10 logits (``--wn`` rows).
 
@@ -282,6 +302,9 @@ CONTENDERS: List[Contender] = [
     Contender("+ LSUV", build_lsuv, True),
     Contender("+ Sylvester", build_sylvester, True),
 ]
+
+#: The peer's row, added when ``anyinit`` is installed.
+ANYINIT = Contender("AnyInit (peer)", build_anyinit)
 
 #: The weight-normalized MLP rows, added by ``--wn``.
 WN_CONTENDERS: List[Contender] = [
@@ -422,6 +445,11 @@ def run_demo(cfg: DemoConfig, contenders: Optional[Sequence[Contender]] = None) 
 
     if contenders is None:
         contenders = list(CONTENDERS) + (list(WN_CONTENDERS) if cfg.wn else [])
+        if anyinit_available():
+            contenders.append(ANYINIT)
+        else:
+            print("AnyInit (a peer) is not installed: no row for it "
+                  "(pip install keras-metainit[anyinit])", flush=True)
     total_start = time.perf_counter()
     os.makedirs(cfg.out, exist_ok=True)
     data = load_demo_data(cfg)

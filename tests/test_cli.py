@@ -27,17 +27,18 @@ def test_demo_quick_prints_a_row_per_contender(tmp_path, capsys):
     assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
 
-    names = [c.name for c in cli.CONTENDERS]
-    assert len(names) == 8 and {"Keras default", "He", cli.BAD_START, "+ MetaInit", "+ GradInit",
-                                "+ GradCosine", "+ LSUV", "+ Sylvester"} == set(names)
+    contenders = list(cli.CONTENDERS) + ([cli.ANYINIT] if cli.anyinit_available() else [])
+    names = [c.name for c in contenders]
+    assert {"Keras default", "He", cli.BAD_START, "+ MetaInit", "+ GradInit", "+ GradCosine",
+            "+ LSUV", "+ Sylvester"} == {c.name for c in cli.CONTENDERS}
     assert "x0.1 of He-normal" in printed
-    rows = _table_rows(printed)
+    rows = _table_rows(printed, contenders)
     assert set(rows) == set(names), printed
     for name, fields in rows.items():
         acc = float(fields[-1])  # last column: test accuracy
         assert 0.0 <= acc <= 1.0, (name, acc)
         assert float(fields[0]) >= 0.0, fields  # init s
-        fixes = next(c for c in cli.CONTENDERS if c.name == name).fixes_bad_start
+        fixes = next(c for c in contenders if c.name == name).fixes_bad_start
         assert (fields[1] == "-") != fixes, fields  # GQ before -> after only for the fixes
         if fixes:
             assert fields[2] == "->" and float(fields[1]) >= 0 and float(fields[3]) >= 0, fields
@@ -55,6 +56,26 @@ def test_demo_quick_prints_a_row_per_contender(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     assert list(out.glob("*.png")), list(out.iterdir())
     assert (out / "training_curves.png").stat().st_size > 0
+
+
+def test_anyinit_row_only_when_installed(tmp_path, monkeypatch, capsys):
+    seen = []
+
+    def fake_run(contender, cfg, data):
+        seen.append(contender.name)
+        return {"init": contender.name, "init_s": 0.0, "train_s": 0.0, "train_loss": 1.0,
+                "test_acc": 0.5, "loss_per_epoch": [1.0]}
+
+    monkeypatch.setattr(cli, "run_contender", fake_run)
+    monkeypatch.setattr(cli, "write_plots", lambda rows, out: [])
+    cfg = cli.DemoConfig(**{**cli.QUICK, "out": str(tmp_path)})
+    monkeypatch.setattr(cli, "anyinit_available", lambda: False)
+    cli.run_demo(cfg)
+    assert cli.ANYINIT.name not in seen and "AnyInit (a peer) is not installed" in capsys.readouterr().out
+    seen.clear()
+    monkeypatch.setattr(cli, "anyinit_available", lambda: True)
+    cli.run_demo(cfg)
+    assert seen[-1] == cli.ANYINIT.name
 
 
 def test_quick_keeps_explicit_options(tmp_path, monkeypatch):

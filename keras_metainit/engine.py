@@ -18,6 +18,7 @@ Layer-wise methods (LSUV, Sylvester) share the data handling, the progress bar a
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
 import warnings
@@ -650,7 +651,26 @@ def _model_meta_initialize(self, data=None, method="metainit", **kwargs) -> Init
     return meta_initialize(self, data, method, **kwargs)
 
 
+class _OwnTracingFilter(logging.Filter):
+    """Drops TensorFlow's "frequent retracing" warning about this module's own functions.
+
+    Every ``meta_initialize`` call traces its compiled step and loss once, by design (a new
+    model, method or batch shape each time). TensorFlow counts traces per code object across
+    calls, so a script that initializes several models would be warned about retracing that
+    is neither frequent nor avoidable. Warnings about any other function pass.
+    """
+
+    OWN = ("_compiled.<locals>.body", "make_loss_fn.<locals>.per_example_loss")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("retracing" in message and any(name in message for name in self.OWN))
+
+
 def install() -> None:
     """Add ``meta_initialize`` to ``keras.Model`` (done by ``import keras_metainit``)."""
     if not hasattr(keras.Model, "meta_initialize"):
         keras.Model.meta_initialize = _model_meta_initialize
+    logger = tf.get_logger()
+    if not any(isinstance(f, _OwnTracingFilter) for f in logger.filters):
+        logger.addFilter(_OwnTracingFilter())

@@ -1,5 +1,6 @@
 """meta_initialize with MetaInit: recovery, invariants, compilation, safety, data forms."""
 import json
+import logging
 
 import keras
 import numpy as np
@@ -349,3 +350,20 @@ def test_repeated_diagnostics_reuse_one_trace():
     mse = km.gradient_quotient(model, (batch[0], np.eye(3, dtype="float32")[batch[1]]),
                                loss=keras.losses.MeanSquaredError())
     assert len(cache) == 3 and mse != first
+
+
+def test_no_retracing_warnings_from_repeated_calls(caplog):
+    """Each call traces its own functions once; TensorFlow's per-code-object counter would call
+    that 'frequent retracing' after five calls. Warnings about other functions still pass."""
+    x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+    y = np.zeros(64, "int64")
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for _ in range(7):
+            model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(8, "relu"),
+                                      keras.layers.Dense(3)])
+            km.meta_initialize(model, (x, y), "metainit", steps=1, verbose=0)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    own = engine._OwnTracingFilter()
+    other = logging.LogRecord("tensorflow", logging.WARNING, "", 0, "5 out of the last 5 calls to "
+                              "<function user_fn at 0x1> triggered tf.function retracing", (), None)
+    assert own.filter(other)

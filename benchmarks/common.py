@@ -104,3 +104,13 @@ def pyplot():
         print("matplotlib is not installed: no figure (pip install keras-metainit[plot])")
         return None
     return plt
+
+
+def save_figure(fig, path: str) -> None:
+    """Lay out, write and close a figure; say where it went."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    print(f"figure: {path}", flush=True)

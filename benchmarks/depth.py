@@ -79,10 +79,7 @@ def plot(results, depths, inits, path, title):
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"figure: {path}", flush=True)
+    common.save_figure(fig, path)
 
 
 def main():

@@ -141,10 +141,7 @@ def plot(rows, baselines, path, title):
         ax.set_ylim(0, 1)
         ax.set_title(f"{arch}: {title}", fontsize=9)
         ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    print(f"figure: {path}", flush=True)
+    common.save_figure(fig, path)
 
 
 def main():

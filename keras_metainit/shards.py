@@ -190,6 +190,10 @@ def _forward(fn: Objective, s, parts: Sequence[Part], size: int, across, watch: 
                 acc = _add(acc, _contribution(fn, s, part, size, _Replay(known), acc))
             known.append(across(acc))
             continue
+        if not known and (len(parts) > 1 or across is not _identity):
+            raise ValueError("The objective made no `shard.total` call, so its value cannot be "
+                             "summed over replicas or micro-batches; write its batch "
+                             "statistics as contributions passed through `shard.total`.")
         bars = None
         if tape is not None:
             bars = tape.gradient(out[0], [s, known],

@@ -135,3 +135,15 @@ def test_micro_batches_must_divide_the_batch():
                            micro_batches=4, verbose=0)
     with pytest.raises(ValueError, match="micro_batches"):
         km.meta_initialize(model, None, steps=1, micro_batches=0, verbose=0)
+
+
+def test_an_objective_without_totals_cannot_be_split():
+    batch = (tf.ones([8, 2]), tf.zeros([8]))
+
+    def local_only(s, shards_):  # a mean over its own part only: wrong once the batch is split
+        return tf.reduce_mean(shards_[0].batch[0]) * s[0], tf.constant(False), {}
+
+    s = tf.ones([1])
+    assert float(shards.values(local_only, s, shards.split((batch,), 1), 8)[0]) == 1.0
+    with pytest.raises(ValueError, match="no `shard.total` call"):
+        shards.values(local_only, s, shards.split((batch,), 2), 8)

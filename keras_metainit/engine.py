@@ -306,10 +306,7 @@ def _compiled(fn, spec, report: InitReport):
     compiled by XLA instead, which does not run that pass. The fallback happens at the first call,
     before any state is written, and is noted in the report.
     """
-    def body(batches):  # a fresh function per run: TF's retracing warning counts per function
-        return fn(batches)
-
-    plain = tf.function(body, input_signature=[spec])
+    plain = tf.function(fn, input_signature=[spec])
     chosen = []
 
     def call(batches):
@@ -321,7 +318,7 @@ def _compiled(fn, spec, report: InitReport):
             except tf.errors.InvalidArgumentError as e:
                 if "cycle" not in str(e):
                     raise
-                chosen.append(tf.function(body, input_signature=[spec], jit_compile=True))
+                chosen.append(tf.function(fn, input_signature=[spec], jit_compile=True))
                 note = ("compiled with XLA: TensorFlow could not instantiate the plain graph "
                         "(a known 'nodes in a cycle' failure of higher-order convolution graphs)")
                 if note not in report.notes:
@@ -660,7 +657,7 @@ class _OwnTracingFilter(logging.Filter):
     is neither frequent nor avoidable. Warnings about any other function pass.
     """
 
-    OWN = ("_compiled.<locals>.body", "make_loss_fn.<locals>.per_example_loss")
+    OWN = ("_ScaleRun.step", "_ScaleRun.evaluate", "make_loss_fn.<locals>.per_example_loss")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -60,7 +60,7 @@ def gradient(per_example_loss: PerExampleLoss, params: List[tf.Tensor], batch) -
     shard = whole(batch)
     with tf.GradientTape() as tape:
         tape.watch(params)
-        part = tf.reduce_sum(per_example_loss(params, shard.batch)) / shard.size
+        part = shard.mean(per_example_loss(params, shard.batch))
     grads = _dense(tape.gradient(part, params, unconnected_gradients=_ZERO))
     return shard.total((part, grads))
 
@@ -139,7 +139,6 @@ def grad_cosine(
     bounds = chunk_bounds(shard.size, splits, overlap)
     n, offset = shard.length, shard.offset
     static = isinstance(offset, int)
-    zeros = [tf.zeros_like(p) for p in params]
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(params)
         if examples_independent and static:
@@ -163,10 +162,10 @@ def grad_cosine(
                 inside = tf.cast((position >= lo) & (position < hi), per.dtype)
                 parts.append(tf.reduce_sum(inside * per) / (hi - lo))
             loss_part = tf.reduce_sum(per)
-    part_grads = [zeros if c is None else _dense(tape.gradient(c, params, unconnected_gradients=_ZERO))
-                  for c in parts]
+    part_grads = [[tf.zeros_like(p) for p in params] if c is None  # no example of the chunk here
+                  else _dense(tape.gradient(c, params, unconnected_gradients=_ZERO)) for c in parts]
     del tape
-    loss, grads = shard.total((loss_part / shard.size, part_grads))
+    loss, grads = shard.total((shard.mean(loss_part), part_grads))
     flat = tf.stack([tf.concat([tf.reshape(g, [-1]) for g in gs], 0) for gs in grads])  # (D, P)
     norms = tf.sqrt(tf.reduce_sum(tf.square(flat), axis=1))
     unit = flat / norms[:, None]
@@ -211,5 +210,4 @@ def lookahead_loss(
     direction = [tf.stop_gradient(d) for d in direction]
     stepped = [p - eta * d for p, d in zip(params, direction)]
     shard = whole(batch)
-    part = tf.reduce_sum(per_example_loss(stepped, shard.batch)) / shard.size
-    return shard.total(part) / eta
+    return shard.total(shard.mean(per_example_loss(stepped, shard.batch))) / eta

@@ -64,6 +64,10 @@ class Shard(NamedTuple):
     size: int
     total: Callable[[Any], Any] = _identity
 
+    def mean(self, values: tf.Tensor) -> tf.Tensor:
+        """This part's contribution to the whole batch's mean of per-example ``values``."""
+        return tf.reduce_sum(values) / self.size
+
     @property
     def length(self) -> int:
         """Number of examples in this part (static)."""

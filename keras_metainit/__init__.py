@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 from keras_metainit import datasets, layers, methods, schedules
 from keras_metainit import engine as _engine
-from keras_metainit.engine import grad_cosine, gradient_quotient, meta_initialize
+from keras_metainit.diagnostics import grad_cosine, gradient_quotient
+from keras_metainit.engine import meta_initialize
 from keras_metainit.initializers import FixupInit, WNInit, WNResNetInit
 from keras_metainit.report import InitReport
 from keras_metainit.schedules import QuadraticWarmup

@@ -1,7 +1,7 @@
 """The objectives of the learned initializations, as pure functions of ``(weights, batch)``.
 
 Each function takes ``per_example_loss(params, batch) -> (B,)`` — built once from
-``model.stateless_call`` by :func:`keras_metainit.engine.make_loss_fn` — a list of parameter tensors
+``model.stateless_call`` by :func:`keras_metainit.model_fn.make_loss_fn` — a list of parameter tensors
 (one per trainable variable, in ``model.trainable_variables`` order) and a batch: ``(x, y)``, or a
 :class:`~keras_metainit.shards.Shard`, one part of a batch split over replicas or micro-batches.
 Every batch statistic is a part's contribution, normalized by the whole batch, summed by

@@ -5,9 +5,10 @@ import dataclasses
 import math
 from typing import Any, Dict, List, Optional
 
+import keras
 import numpy as np
 
-__all__ = ["InitReport"]
+__all__ = ["InitReport", "Progress", "resolve_verbose"]
 
 
 def _fmt(v: Any) -> str:
@@ -152,3 +153,37 @@ def _table(rows: List[Dict[str, Any]]) -> List[str]:
     out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
     out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
     return out
+
+
+def resolve_verbose(verbose) -> int:
+    if verbose == "auto":
+        return 1
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"Argument `verbose` must be 'auto', 0, 1 or 2. Received: verbose={verbose!r}")
+    return int(verbose)
+
+
+class Progress:
+    """A Keras progress bar for verbose=1, one line per call for verbose=2, nothing for 0."""
+
+    def __init__(self, target: int, verbose: int, title: str, metrics=()):
+        self.verbose = verbose
+        if verbose == 1:
+            print(title)
+            # stateful: show each metric's latest value, not a running average
+            self.bar = keras.utils.Progbar(target, verbose=1, unit_name="step",
+                                           stateful_metrics=list(metrics))
+
+    def update(self, current: int, values: Dict[str, float]):
+        if self.verbose == 1:
+            self.bar.update(current, [(k, v) for k, v in values.items()], finalize=False)
+
+    def done(self, report: InitReport, current: Optional[int] = None):
+        if self.verbose == 1:
+            self.bar.update(report.steps_run if current is None else current, finalize=True)
+        elif self.verbose == 2:
+            changes = ", ".join(f"{k} {report.before[k]:.4g} -> {report.after.get(k, float('nan')):.4g}"
+                                for k in report.before)
+            print(f"{report.method}: {report.steps_run} steps, {report.wall_time:.1f}s"
+                  + (f", {changes}" if changes else ""))
+

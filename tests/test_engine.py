@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import keras_metainit as km
-from keras_metainit import engine
+from keras_metainit import engine, report as report_lib
 from keras_metainit.data import DataError
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -156,7 +156,7 @@ def test_keyboard_interrupt_writes_last_good_and_reraises(monkeypatch):
         if calls["n"] == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(engine._Progress, "update", interrupt)
+    monkeypatch.setattr(report_lib.Progress, "update", interrupt)
     with pytest.raises(KeyboardInterrupt):
         km.meta_initialize(model, None, steps=20, batch_size=16, verbose=0)
     moved = False

@@ -7,7 +7,7 @@ import tensorflow as tf
 import keras_metainit as km
 from keras_metainit import objectives
 from keras_metainit.data import resolve_loss
-from keras_metainit.engine import make_loss_fn
+from keras_metainit.model_fn import make_loss_fn
 
 
 def _tiny_model(dtype="float64", seed=0):

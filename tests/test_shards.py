@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import keras_metainit as km
-from keras_metainit import engine, methods, shards
+from keras_metainit import learned, methods, shards
+from keras_metainit.model_fn import make_loss_fn
 from keras_metainit.data import resolve_loss
 from keras_metainit.report import InitReport
 
@@ -31,8 +32,8 @@ def _batches(method, n=16, dtype="float64", seed=1):
 
 
 def _value_and_grad(method, model, batches, micro_batches):
-    loss_fn = engine.make_loss_fn(model, resolve_loss(model, CE), training=method.training)
-    run = engine._ScaleRun(model, method, loss_fn, InitReport(method=method.name, config={}), size=16,
+    loss_fn = make_loss_fn(model, resolve_loss(model, CE), training=method.training)
+    run = learned._ScaleRun(model, method, loss_fn, InitReport(method=method.name, config={}), size=16,
                            micro_batches=micro_batches)
     s = np.random.default_rng(2).uniform(0.7, 1.3, len(run.tuned))
     value, grad, constraint, metrics, ok = run._run(tf.constant(s, tf.float32), batches, grad=True)
@@ -68,7 +69,7 @@ def test_staged_gradient_matches_finite_differences():
     model = _model()
     method = methods.MetaInit()
     batches = _batches(method)
-    loss_fn = engine.make_loss_fn(model, resolve_loss(model, CE))
+    loss_fn = make_loss_fn(model, resolve_loss(model, CE))
     params0 = [v.value for v in model.trainable_variables]
     kernels = [i for i, p in enumerate(params0) if len(p.shape) >= 2]
 
@@ -96,7 +97,7 @@ def test_parts_run_one_after_another():
     model = _model()
     method = methods.GradCosine()
     batches = _batches(method)
-    loss_fn = engine.make_loss_fn(model, resolve_loss(model, CE), training=True)
+    loss_fn = make_loss_fn(model, resolve_loss(model, CE), training=True)
     params = [v.value for v in model.trainable_variables]
 
     @tf.function

@@ -1,0 +1,306 @@
+"""The learned-method runner: one compiled step (objective, its gradient with respect to one scale
+per tuned tensor, the method's scale update), the strategy and micro-batch plumbing, the guard that
+keeps the run's best scales, and the write-back.
+
+The model's weights are evaluated at ``θ = s · W⁰`` through ``model.stateless_call``, so the model is
+never touched during the run; the result is written back with ``assign`` at the end. Under a
+``tf.distribute`` strategy each replica computes its part of the batch and the parts are summed
+exactly; with ``micro_batches`` each replica's part is split again and run one piece at a time
+(:mod:`keras_metainit.shards`). Either way the scales are those of one device on the whole batch.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import List, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from keras_metainit import data as data_lib
+from keras_metainit import methods as methods_lib
+from keras_metainit import shards
+from keras_metainit.model_fn import make_loss_fn
+from keras_metainit.report import InitReport, Progress
+
+__all__ = ["run_learned", "step_dataset", "strategy_of"]
+
+
+def _he_norm(shape) -> float:
+    """Expected norm of a He-normal kernel of this shape, ``sqrt(2 · units)``.
+
+    Every entry has variance ``2 / fan_in`` and there are ``fan_in · units`` of them (Dense:
+    ``fan_in`` = inputs; ConvND: receptive field × input channels; ``units`` = ``shape[-1]``).
+    """
+    return math.sqrt(2.0 * shape[-1])
+
+
+
+class _ScaleRun:
+    """State and compiled functions of one learned-method run.
+
+    Args:
+        model: the model.
+        method: the learned method.
+        loss_fn: the per-example loss (:func:`make_loss_fn`).
+        report: the report being filled.
+        size: examples per batch of the step (the whole, global batch).
+        strategy: a ``tf.distribute.Strategy`` to run the objective under, or None.
+        micro_batches: parts each replica's batch is split into (one at a time).
+    """
+
+    def __init__(self, model, method: methods_lib.LearnedMethod, loss_fn, report: InitReport,
+                 size: int, strategy=None, micro_batches: int = 1):
+        self.model, self.method, self.loss_fn, self.report = model, method, loss_fn, report
+        self.size, self.strategy, self.micro_batches = size, strategy, micro_batches
+        self.variables = list(model.trainable_variables)
+        norms = [float(np.linalg.norm(np.asarray(v.numpy(), np.float64))) for v in self.variables]
+        skipped_zero = [v.path for v, n in zip(self.variables, norms)
+                        if method.tunes(v) and n == 0.0]
+        self.tuned = [i for i, (v, n) in enumerate(zip(self.variables, norms))
+                      if method.tunes(v) and n > 0.0]
+        if not self.tuned:
+            raise ValueError(
+                f"The model has no tensor for {method.name} to tune: it needs trainable tensors "
+                f"{'with ndim >= 2 ' if type(method).tunes is methods_lib.LearnedMethod.tunes else ''}"
+                f"and a nonzero norm. Trainable variables: {[v.path for v in self.variables]}"
+            )
+        if skipped_zero:
+            names = ", ".join(skipped_zero[:3]) + (", ..." if len(skipped_zero) > 3 else "")
+            report.notes.append(f"skipped {len(skipped_zero)} tensor(s) of zero norm: {names}")
+        self.norms = norms
+        k = len(self.tuned)
+        self.base_norms = tf.constant([norms[i] for i in self.tuned], tf.float32)
+        self.scales = tf.Variable(tf.ones([k]), trainable=False, name="metainit_scales")
+        self.last_good = tf.Variable(tf.ones([k]), trainable=False, name="metainit_last_good")
+        self.transform = method.transform()
+        self.state = {name: tf.Variable(t, trainable=False, name=f"metainit_{name}")
+                      for name, t in self.transform.init(self.scales.value(), self.base_norms).items()}
+        self.traces = 0
+
+    def params_at(self, scales) -> List[tf.Tensor]:
+        params = [v.value for v in self.variables]
+        for j, i in enumerate(self.tuned):
+            params[i] = tf.cast(scales[j], params[i].dtype) * params[i]
+        return params
+
+    def _objective(self, scales, shards_):
+        return self.method.objective(self.loss_fn, self.params_at(scales), shards_)
+
+    def _run(self, s, batches, grad: bool):
+        """The objective over the whole batch, with its gradient w.r.t. the scales if ``grad``.
+
+        One device: the batch as it is, or in micro-batches. Under a strategy: each replica's
+        part (in micro-batches), summed across replicas (:mod:`keras_metainit.shards`).
+
+        Returns:
+            ``(value, grad, constraint, metrics, batch_ok)`` (``grad`` only if asked for).
+        """
+
+        def local(batches, offset, across):
+            floats = [t for t in tf.nest.flatten(batches) if t.dtype.is_floating]
+            bad = tf.cast(tf.logical_not(tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
+                                                        for t in floats])), tf.float32)
+            batch_ok = (across(bad) if across else bad) == 0.0
+            parts = shards.split(batches, self.micro_batches, offset)
+            if grad:
+                value, g, constraint, metrics = shards.value_and_grad(
+                    self._objective, s, parts, self.size, across)
+                return value, g, constraint, metrics, batch_ok
+            value, constraint, metrics = shards.values(self._objective, s, parts, self.size, across)
+            return value, constraint, metrics, batch_ok
+
+        if self.strategy is None:
+            return local(batches, 0, None)
+
+        def replica(batches):
+            ctx = tf.distribute.get_replica_context()
+            n = int(tf.nest.flatten(batches)[0].shape[0])
+            rid = ctx.replica_id_in_sync_group
+            static = tf.get_static_value(rid)
+            offset = int(static) * n if static is not None else rid * n
+            across = None
+            if ctx.num_replicas_in_sync > 1:
+                across = lambda tree: ctx.all_reduce(tf.distribute.ReduceOp.SUM, tree)  # noqa: E731
+            return local(batches, offset, across)
+
+        out = self.strategy.run(replica, args=(batches,))
+        # every replica holds the same (reduced) results
+        return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], out)
+
+    def step(self, batches):
+        """One compiled step: objective, its gradient w.r.t. the scales, guarded update."""
+        self.traces += 1  # runs at trace time only
+        s = self.scales.read_value()
+        value, grads, constraint, metrics, batch_ok = self._run(s, batches, grad=True)
+        state = {k: v.read_value() for k, v in self.state.items()}
+        new_s, new_state = self.transform.update(grads, state, s, self.base_norms, constraint)
+        ok = (batch_ok & tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grads))
+              & tf.reduce_all(tf.math.is_finite(new_s)))
+        self.scales.assign(tf.where(ok, new_s, s))
+        self.last_good.assign(tf.where(ok, s, self.last_good))
+        for k, var in self.state.items():
+            var.assign(tf.where(ok, new_state[k], state[k]))
+        return {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint}
+
+    def evaluate(self, batches):
+        """``(metrics, batch_ok)`` at the current scales, without a step."""
+        _, _, metrics, batch_ok = self._run(self.scales.read_value(), batches, grad=False)
+        return metrics, batch_ok
+
+    def write_back(self, scales: np.ndarray):
+        for j, i in enumerate(self.tuned):
+            v = self.variables[i]
+            v.assign(tf.cast(scales[j], v.dtype) * v.value)
+
+
+def _compiled(fn, spec, report: InitReport):
+    """``tf.function(fn)``, falling back to XLA where TensorFlow cannot instantiate the graph.
+
+    A safety net: loss functions from :func:`make_loss_fn` avoid the known cause (see there), but
+    a graph that oneDNN's rewrite still turns cyclic ("N nodes in a cycle" at instantiation) is
+    compiled by XLA instead, which does not run that pass. The fallback happens at the first call,
+    before any state is written, and is noted in the report.
+    """
+    plain = tf.function(fn, input_signature=[spec])
+    chosen = []
+
+    def call(batches):
+        if not chosen:
+            try:
+                out = plain(batches)
+                chosen.append(plain)
+                return out
+            except tf.errors.InvalidArgumentError as e:
+                if "cycle" not in str(e):
+                    raise
+                chosen.append(tf.function(fn, input_signature=[spec], jit_compile=True))
+                note = ("compiled with XLA: TensorFlow could not instantiate the plain graph "
+                        "(a known 'nodes in a cycle' failure of higher-order convolution graphs)")
+                if note not in report.notes:
+                    report.notes.append(note)
+        return chosen[0](batches)
+
+    return call
+
+
+def step_dataset(dataset: tf.data.Dataset, method: methods_lib.LearnedMethod) -> tf.data.Dataset:
+    """The stream of a learned method's steps: ``method.batches_per_step`` consecutive batches,
+    passed through ``method.prepare`` (a tuple of batches per step)."""
+    k = method.batches_per_step
+
+    def prepare(*element):
+        return tuple(method.prepare(tuple(tf.nest.map_structure(lambda t: t[i], element)
+                                          for i in range(k))))
+
+    return dataset.batch(k, drop_remainder=True).map(prepare)
+
+
+def strategy_of(model, strategy):
+    """The strategy to run under: the argument, the enclosing scope's, or the model's."""
+    if strategy is not None:
+        return strategy
+    if tf.distribute.has_strategy():
+        return tf.distribute.get_strategy()
+    for v in model.variables:
+        value = getattr(v, "value", None)
+        if isinstance(value, tf.distribute.DistributedValues):
+            return value.distribute_strategy
+    return None
+
+
+def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strategy=None,
+                 micro_batches: int = 1, started: Optional[float] = None):
+    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
+    steps_ds = step_dataset(dataset, method)
+    size = int(tf.nest.flatten(steps_ds.element_spec)[0].shape[0])
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if size % (replicas * micro_batches):
+        raise ValueError(
+            f"A batch of {size} examples cannot be split into {replicas} replica(s) x "
+            f"{micro_batches} micro-batch(es) of equal size; pass a `batch_size` that is a "
+            f"multiple of {replicas * micro_batches}."
+        )
+    run = _ScaleRun(model, method, loss_fn, report, size, strategy, micro_batches)
+    if strategy is not None:
+        report.notes.append(f"distributed: {type(strategy).__name__}, {replicas} replica(s), "
+                            f"global batch {size}")
+        steps_ds = strategy.experimental_distribute_dataset(steps_ds)
+    if micro_batches > 1:
+        report.notes.append(f"micro-batches: {micro_batches} per replica, "
+                            f"{size // (replicas * micro_batches)} examples each")
+    it = iter(steps_ds)
+    spec = steps_ds.element_spec
+    step_fn = _compiled(run.step, spec, report)
+    eval_fn = _compiled(run.evaluate, spec, report)
+
+    eval_batches = next(it)
+    before, batch_ok = eval_fn(eval_batches)
+    if not bool(batch_ok):
+        raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
+    report.before = {n: float(v) for n, v in before.items()}
+    report.history = {n: [] for n in method.metric_names}
+    progress = Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
+                         method.metric_names)
+    interrupted = bad_data = False
+    step_times: List[float] = []
+    try:
+        batches = eval_batches
+        for t in range(steps):
+            t0 = time.perf_counter()
+            out = {n: v.numpy() for n, v in step_fn(batches).items()}
+            step_times.append(time.perf_counter() - t0)
+            if not out["batch_ok"]:
+                bad_data = True
+                raise data_lib.DataError(
+                    f"A batch of `data` contains NaN or Inf (step {t}); the model is unchanged."
+                )
+            if not out["ok"]:
+                report.stopped_early = (f"non-finite objective, gradient or scale at step {t}; "
+                                        "restored the last good scales")
+                warnings.warn(f"{type(method).__name__}: {report.stopped_early}.", RuntimeWarning,
+                              stacklevel=3)
+                break
+            for n in method.metric_names:
+                report.history[n].append(float(out[n]))
+            report.constraint_steps += int(out["constraint"])
+            report.steps_run = t + 1
+            progress.update(t + 1, {n: float(out[n]) for n in method.metric_names})
+            batches = next(it)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        # On a clean finish the current scales are good; otherwise the last good ones.
+        clean = report.stopped_early is None and not interrupted and report.steps_run == steps
+        final = (run.scales if clean else run.last_good).numpy()
+        if not bad_data:
+            run.write_back(final)
+        report.traces = run.traces
+        # the first step includes tracing and compilation
+        report.step_time = float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan")
+        if interrupted:
+            report.notes.append("interrupted: the last good scales were written back")
+        _tensor_table(run, final, report)
+    run.scales.assign(tf.ones_like(run.scales))  # weights now hold the result: evaluate at s = 1
+    report.after = {n: float(v) for n, v in eval_fn(eval_batches)[0].items()}
+    report.wall_time = time.perf_counter() - started
+    progress.done(report)
+    return report
+
+
+def _tensor_table(run: _ScaleRun, scales: np.ndarray, report: InitReport) -> None:
+    scale_of = {i: float(scales[j]) for j, i in enumerate(run.tuned)}
+    gain_before, gain_after = 1.0, 1.0
+    for i, v in enumerate(run.variables):
+        s = scale_of.get(i, 1.0)
+        report.tensors.append({
+            "name": v.path, "shape": tuple(v.shape), "tuned": i in scale_of,
+            "norm_before": run.norms[i], "norm_after": run.norms[i] * s, "scale": s,
+        })
+        if i in scale_of and len(v.shape) >= 2:
+            he = _he_norm(tuple(v.shape))
+            gain_before *= run.norms[i] / he
+            gain_after *= run.norms[i] * s / he
+    report.end_to_end_gain = {"before": gain_before, "after": gain_after}

@@ -1,0 +1,113 @@
+"""The model as a pure loss of ``(params, batch)``: ``stateless_call`` at given weights, dropout
+and noise off, float32 compute under mixed precision. Nothing here writes a model variable."""
+from __future__ import annotations
+
+import contextlib
+from typing import List
+
+import keras
+import tensorflow as tf
+
+from keras_metainit import data as data_lib
+
+__all__ = ["make_loss_fn", "noise_off", "float32_compute", "all_layers", "lower_precision_policies"]
+
+# Layers whose randomness is switched off during initialization, and the attribute that does it.
+_NOISE_ATTRS = (
+    (keras.layers.Dropout, "rate"),
+    (keras.layers.GaussianDropout, "rate"),
+    (keras.layers.AlphaDropout, "rate"),
+    (keras.layers.GaussianNoise, "stddev"),
+)
+
+
+@contextlib.contextmanager
+def noise_off(model):
+    """Dropout and noise layers act as the identity inside this context, even with training=True."""
+    saved = []
+    for layer in all_layers(model):
+        for cls, attr in _NOISE_ATTRS:
+            if isinstance(layer, cls):
+                saved.append((layer, attr, getattr(layer, attr)))
+                object.__setattr__(layer, attr, 0.0)
+    try:
+        yield
+    finally:
+        for layer, attr, value in saved:
+            object.__setattr__(layer, attr, value)
+
+
+@contextlib.contextmanager
+def float32_compute(model):
+    """Layers with a lower-precision compute dtype (mixed_float16, mixed_bfloat16) compute in
+    float32 inside this context; their policies are restored on exit."""
+    float32 = keras.DTypePolicy("float32")
+    saved = []
+    for layer in [model] + all_layers(model):
+        policy = getattr(layer, "_dtype_policy", None)
+        if (isinstance(policy, keras.DTypePolicy) and policy.compute_dtype != "float32"
+                and policy.variable_dtype == "float32" and policy.quantization_mode is None):
+            saved.append((layer, policy))
+            object.__setattr__(layer, "_dtype_policy", float32)
+    try:
+        yield
+    finally:
+        for layer, policy in saved:
+            object.__setattr__(layer, "_dtype_policy", policy)
+
+
+def lower_precision_policies(model) -> List[str]:
+    policies = [getattr(layer, "dtype_policy", None) for layer in [model] + all_layers(model)]
+    return sorted({p.name for p in policies if p is not None and p.compute_dtype in
+                   ("float16", "bfloat16")})
+
+
+def all_layers(model):
+    if hasattr(model, "_flatten_layers"):
+        return list(model._flatten_layers(include_self=False, recursive=True))
+    return list(getattr(model, "layers", []))
+
+
+def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
+    """``per_example_loss(params, batch) -> (B,)``: the model's loss at the given trainable
+    parameters, without side effects.
+
+    ``params`` replace ``model.trainable_variables`` one for one; the non-trainable variables
+    (normalization statistics) are read, and any update of them is discarded. With
+    ``training=True`` normalization layers use batch statistics; dropout and noise layers are off
+    in both modes. Under a mixed-precision policy the computation runs in float32 (higher-order
+    derivatives in float16 lose most of their digits); the model keeps its policy.
+
+    The forward pass is a separate, never-inlined ``tf.function``: TensorFlow then differentiates
+    it function by function, so every gradient order lives in its own function body. Inlined, the
+    oneDNN graph rewrite (``MklLayoutRewritePass``) may fuse a first-order ``BiasAddGrad`` with a
+    ``Conv2DBackpropFilter`` of a higher order that reads the same incoming gradient but depends
+    on that bias gradient, which creates a cycle ("N nodes in a cycle") in third-order graphs of
+    convolutions with bias.
+    """
+    non_trainable = model.non_trainable_variables
+
+    takes_training = getattr(model, "_call_has_training_arg", True)
+
+    def per_example_loss(params, batch):
+        x, y = batch
+        with noise_off(model), float32_compute(model):
+            if takes_training:
+                y_pred, _ = model.stateless_call(list(params), non_trainable, x,
+                                                 training=training)
+            else:  # a subclassed call() without `training`: __call__ hands it to the layers
+                mapping = (list(zip(model.trainable_variables, params))
+                           + list(zip(model.non_trainable_variables, non_trainable)))
+                with keras.StatelessScope(state_mapping=mapping):
+                    y_pred = model(x, training=training)
+        return loss_spec.per_example(y, tf.nest.flatten(y_pred)[0])
+
+    # reduce_retracing: chunks of different sizes (GradCosine) share one trace
+    compiled = tf.function(per_example_loss, reduce_retracing=True,
+                           experimental_attributes={"_noinline": True})
+    # Whether examples are independent: no layer computes batch statistics in this mode.
+    compiled.examples_independent = not (
+        training and any(isinstance(layer, keras.layers.BatchNormalization)
+                         for layer in all_layers(model)))
+    return compiled
+

@@ -83,13 +83,12 @@ def gradient_quotient(
         loss, g = gradient(per_example_loss, params, shard)
         half_sq = 0.5 * _sum_sq(g)
     hg = shard.total(_dense(outer.gradient(half_sq, params, unconnected_gradients=_ZERO)))
-    total = 0.0
-    count = 0
+    total, count = 0.0, 0.0
     for gi, hi in zip(g, hg):
         sign = tf.stop_gradient(tf.where(gi >= 0, tf.ones_like(gi), -tf.ones_like(gi)))
         total += tf.reduce_sum(tf.abs((gi - hi) / (gi + eps * sign) - 1.0))
-        count += gi.shape.num_elements()
-    return total / float(count), loss
+        count += tf.cast(tf.size(gi), gi.dtype)  # static or not (embedding gradients)
+    return total / count, loss
 
 
 def chunk_bounds(batch_size: int, splits: int = 4, overlap: float = 0.2) -> List[Tuple[int, int]]:

@@ -18,16 +18,21 @@ from typing import Any, ClassVar, Dict, List, Optional, Tuple, Type
 import tensorflow as tf
 
 from keras_metainit import objectives, scale_opt
+from keras_metainit.validation import check, is_real
 
-__all__ = ["Method", "LearnedMethod", "LayerwiseMethod", "MetaInit", "GradInit", "GradCosine",
-           "LSUV", "Sylvester", "get", "serialize", "deserialize"]
+__all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "MetaInit",
+           "GradInit", "GradCosine", "LSUV", "Sylvester", "get", "serialize", "deserialize",
+           "available"]
 
+#: alias -> class; every subclass of :class:`Method` with ``aliases`` adds itself when defined
 _REGISTRY: Dict[str, Type["Method"]] = {}
 
+# The layer-wise classes below still call the old private name; it is the shared helper now.
+_check = check
 
-def _check(cond: bool, name: str, value: Any, what: str) -> None:
-    if not cond:
-        raise ValueError(f"Argument `{name}` must be {what}. Received: {name}={value!r}")
+
+def _check_steps(steps) -> None:
+    check(is_real(steps) and steps >= 1, "steps", steps, "an integer >= 1")
 
 
 class Method:
@@ -43,7 +48,9 @@ class Method:
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
-        for alias in cls.aliases:
+        # Only the class that names the aliases registers them: a subclass that does not set
+        # its own (a user's tweak of MetaInit, a shared base) does not take over its parent's.
+        for alias in cls.__dict__.get("aliases", ()):
             _REGISTRY[alias] = cls
 
     @property
@@ -69,8 +76,10 @@ class LearnedMethod(Method):
     """A method that tunes one scale per tensor by gradient steps on an objective.
 
     Subclasses define :meth:`objective`, :meth:`transform` and, when they differ from the
-    defaults, :attr:`training` (normalization layers on batch statistics), :meth:`tunes` and
-    :attr:`batches_per_step`.
+    defaults, :attr:`training` (normalization layers on batch statistics), :meth:`tunes` (with
+    :attr:`tunes_description`) and :attr:`batches_per_step`. Defining the class with
+    ``aliases`` registers it: :func:`get`, :func:`available` and the command line's
+    ``init --method`` then know it.
     """
 
     steps: int = 100
@@ -80,6 +89,9 @@ class LearnedMethod(Method):
     batches_per_step: ClassVar[int] = 1
     #: names of the metrics :meth:`objective` returns, in order; the first is the headline
     metric_names: ClassVar[Tuple[str, ...]] = ("objective",)
+    #: what :meth:`tunes` selects, in words (for messages such as "the model has no tensor to
+    #: tune: it needs <this> and a nonzero norm")
+    tunes_description: ClassVar[str] = "trainable tensors with ndim >= 2"
 
     def tunes(self, variable) -> bool:
         """Whether ``variable`` gets a scale (tensors of zero norm are skipped by the engine)."""
@@ -154,11 +166,11 @@ class MetaInit(LearnedMethod):
 
     def __init__(self, steps: int = 500, lr: float = 0.1, momentum: float = 0.9,
                  eps: float = 1e-2, min_norm: float = 1e-3, batch_size: int = 128):
-        _check(int(steps) >= 1, "steps", steps, "an integer >= 1")
-        _check(lr > 0, "lr", lr, "positive")
-        _check(0 <= momentum < 1, "momentum", momentum, "in [0, 1)")
-        _check(eps > 0, "eps", eps, "positive")
-        _check(0 < min_norm <= 1, "min_norm", min_norm, "in (0, 1]")
+        _check_steps(steps)
+        check(is_real(lr) and lr > 0, "lr", lr, "positive")
+        check(is_real(momentum) and 0 <= momentum < 1, "momentum", momentum, "in [0, 1)")
+        check(is_real(eps) and eps > 0, "eps", eps, "positive")
+        check(is_real(min_norm) and 0 < min_norm <= 1, "min_norm", min_norm, "in (0, 1]")
         self.steps, self.lr, self.momentum, self.eps = int(steps), lr, momentum, eps
         self.min_norm, self.batch_size = min_norm, batch_size
 
@@ -170,7 +182,55 @@ class MetaInit(LearnedMethod):
         return scale_opt.sign_momentum(self.lr, self.momentum, self.min_norm)
 
 
-class GradInit(LearnedMethod):
+class ConstrainedMethod(LearnedMethod):
+    """A learned method that minimizes a target subject to a bound on a gradient norm.
+
+    GradInit and GradCosine share this shape: while the gradient norm exceeds ``gamma`` the step
+    reduces the norm (a *constraint step*, counted in the report), otherwise it minimizes the
+    method's target; see :meth:`constrained`. Every tensor of nonzero norm gets a scale
+    (biases that start at zero are skipped), the scales are updated by RescaleAdam
+    (:func:`keras_metainit.scale_opt.rescale_adam`, gradients clipped to ±1) and floored at
+    ``min_scale``. Normalization layers use batch statistics without updating their moving
+    statistics; dropout is off. A subclass states only its objective (and its own options).
+
+    Args:
+        steps: number of steps.
+        lr: RescaleAdam's learning rate.
+        gamma: the bound γ on the gradient norm.
+        min_scale: floor of every scale.
+        batch_size: examples per batch.
+    """
+
+    training = True
+    tunes_description = "trainable tensors"
+
+    def __init__(self, steps: int = 100, lr: float = 1e-2, gamma: float = 1.0,
+                 min_scale: float = 0.01, batch_size: int = 128):
+        _check_steps(steps)
+        check(is_real(lr) and lr > 0, "lr", lr, "positive")
+        check(is_real(gamma) and gamma > 0, "gamma", gamma, "positive")
+        check(is_real(min_scale) and min_scale >= 0, "min_scale", min_scale, ">= 0")
+        self.steps, self.lr, self.gamma, self.min_scale = int(steps), lr, gamma, min_scale
+        self.batch_size = batch_size
+
+    def tunes(self, variable) -> bool:
+        return True
+
+    def constrained(self, gnorm: tf.Tensor, target: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+        """``(value, constraint)``: ``gnorm`` while ``gnorm > gamma`` (a constraint step, which
+        reduces the norm through second-order terms), else ``target``.
+
+        Both values are computed every step and one is picked with ``tf.where``: a batch
+        statistic may not sit in a branch.
+        """
+        constraint = gnorm > self.gamma
+        return tf.where(constraint, gnorm, target), constraint
+
+    def transform(self):
+        return scale_opt.rescale_adam(self.lr, min_scale=self.min_scale, clip=1.0)
+
+
+class GradInit(ConstrainedMethod):
     """GradInit: tune one scale per tensor so that the first optimizer step helps most.
 
     Each step takes two batches ``S`` and ``S̃`` that share ``overlap`` of their examples and
@@ -180,7 +240,8 @@ class GradInit(LearnedMethod):
     When the constraint is violated the step reduces ``‖g_S‖`` instead (second order); the report
     counts those steps. Every tensor of nonzero norm gets a scale (biases that start at zero are
     skipped); scales are updated by RescaleAdam and floored at ``min_scale``. Normalization
-    layers use batch statistics without updating their moving statistics; dropout is off.
+    layers use batch statistics without updating their moving statistics; dropout is off
+    (the shared :class:`ConstrainedMethod`).
 
     Args:
         steps: number of steps (reference: about one epoch, 390 on CIFAR-10).
@@ -204,26 +265,18 @@ class GradInit(LearnedMethod):
     """
 
     aliases = ("gradinit", "grad_init")
-    training = True
     batches_per_step = 2
     metric_names = ("lookahead", "loss", "gnorm")
 
     def __init__(self, steps: int = 390, lr: float = 1e-2, eta: float = 0.1, gamma: float = 1.0,
                  min_scale: float = 0.01, step: str = "sgd", overlap: float = 0.5,
                  normalize: bool = True, batch_size: int = 128):
-        _check(int(steps) >= 1, "steps", steps, "an integer >= 1")
-        _check(lr > 0, "lr", lr, "positive")
-        _check(eta > 0, "eta", eta, "positive")
-        _check(gamma > 0, "gamma", gamma, "positive")
-        _check(min_scale >= 0, "min_scale", min_scale, ">= 0")
-        _check(step in ("sgd", "adam"), "step", step, "'sgd' or 'adam'")
-        _check(0 <= overlap <= 1, "overlap", overlap, "in [0, 1]")
-        self.steps, self.lr, self.eta, self.gamma = int(steps), lr, eta, gamma
-        self.min_scale, self.step, self.overlap, self.normalize = min_scale, step, overlap, normalize
-        self.batch_size = batch_size
-
-    def tunes(self, variable) -> bool:
-        return True
+        super().__init__(steps=steps, lr=lr, gamma=gamma, min_scale=min_scale,
+                         batch_size=batch_size)
+        check(is_real(eta) and eta > 0, "eta", eta, "positive")
+        check(step in ("sgd", "adam"), "step", step, "'sgd' or 'adam'")
+        check(is_real(overlap) and 0 <= overlap <= 1, "overlap", overlap, "in [0, 1]")
+        self.eta, self.step, self.overlap, self.normalize = eta, step, overlap, normalize
 
     def prepare(self, batches):
         """``(S, S̃)``: ``S̃`` is the first ``overlap`` of ``S`` and the rest of the next batch."""
@@ -237,19 +290,13 @@ class GradInit(LearnedMethod):
         s, s_tilde = shards
         loss, grads = objectives.gradient(loss_fn, params, s)
         gnorm = objectives.gradient_norm(grads, 1 if self.step == "adam" else 2)
-        constraint = gnorm > self.gamma
         look = objectives.lookahead_loss(loss_fn, params, grads, s_tilde, self.eta, self.step,
                                          self.normalize)
-        # Constraint steps reduce the gradient norm (second order through g); the others the
-        # look-ahead loss. Both are computed: a batch statistic may not sit in a branch.
-        value = tf.where(constraint, gnorm, look)
+        value, constraint = self.constrained(gnorm, look)
         return value, constraint, {"lookahead": look, "loss": loss, "gnorm": gnorm}
 
-    def transform(self):
-        return scale_opt.rescale_adam(self.lr, min_scale=self.min_scale, clip=1.0)
 
-
-class GradCosine(LearnedMethod):
+class GradCosine(ConstrainedMethod):
     """NIO: tune one scale per tensor to raise the cosine between per-sample gradients.
 
     GradCosine (:func:`keras_metainit.grad_cosine`) is the mean pairwise cosine between the
@@ -257,7 +304,8 @@ class GradCosine(LearnedMethod):
     ``GN > gamma`` a step reduces GN (the constraint); otherwise it minimizes the target:
     ``"gc"`` = −GC, ``"gc_gn"`` = −GC − λ·Σ‖g_i‖², ``"gc_gn_sqrt"`` = −GC − λ·Σ‖g_i‖ (the
     released recipe, λ = ``gn_weight`` = 1). Scales are updated by RescaleAdam. Normalization
-    layers use batch statistics without updating their moving statistics; dropout is off.
+    layers use batch statistics without updating their moving statistics; dropout is off
+    (the shared :class:`ConstrainedMethod`).
 
     Note: in the official logs on ResNet-50 the cosine barely moved while GN grew toward γ; the
     report shows GC and GN before and after so you can see what happened on your model.
@@ -282,52 +330,43 @@ class GradCosine(LearnedMethod):
     """
 
     aliases = ("gradcosine", "nio", "grad_cosine")
-    training = True
     metric_names = ("gc", "gn", "loss")
 
     def __init__(self, steps: int = 100, lr: float = 1e-2, splits: int = 4, overlap: float = 0.2,
                  gamma: float = 10.0, target: str = "gc_gn_sqrt", gn_weight: float = 1.0,
                  min_scale: float = 0.01, batch_size: int = 128):
-        _check(int(steps) >= 1, "steps", steps, "an integer >= 1")
-        _check(lr > 0, "lr", lr, "positive")
-        _check(int(splits) >= 2, "splits", splits, "an integer >= 2")
-        _check(0 <= overlap < 1, "overlap", overlap, "in [0, 1)")
-        _check(gamma > 0, "gamma", gamma, "positive")
-        _check(target in ("gc", "gc_gn", "gc_gn_sqrt"), "target", target,
-               "'gc', 'gc_gn' or 'gc_gn_sqrt'")
-        _check(gn_weight >= 0, "gn_weight", gn_weight, ">= 0")
-        _check(min_scale >= 0, "min_scale", min_scale, ">= 0")
-        self.steps, self.lr, self.splits, self.overlap = int(steps), lr, int(splits), overlap
-        self.gamma, self.target, self.gn_weight = gamma, target, gn_weight
-        self.min_scale, self.batch_size = min_scale, batch_size
-
-    def tunes(self, variable) -> bool:
-        return True
+        super().__init__(steps=steps, lr=lr, gamma=gamma, min_scale=min_scale,
+                         batch_size=batch_size)
+        check(is_real(splits) and splits >= 2, "splits", splits, "an integer >= 2")
+        check(is_real(overlap) and 0 <= overlap < 1, "overlap", overlap, "in [0, 1)")
+        check(target in ("gc", "gc_gn", "gc_gn_sqrt"), "target", target,
+              "'gc', 'gc_gn' or 'gc_gn_sqrt'")
+        check(is_real(gn_weight) and gn_weight >= 0, "gn_weight", gn_weight, ">= 0")
+        self.splits, self.overlap = int(splits), overlap
+        self.target, self.gn_weight = target, gn_weight
 
     def objective(self, loss_fn, params, shards):
+        # examples_independent: set on the loss function by model_fn.make_loss_fn
         gc, gn, norms, loss = objectives.grad_cosine(
             loss_fn, params, shards[0], self.splits, self.overlap,
             getattr(loss_fn, "examples_independent", False))
-        constraint = gn > self.gamma
         if self.target == "gc":
             target = -gc
         elif self.target == "gc_gn":
             target = -gc - self.gn_weight * tf.reduce_sum(tf.square(norms))
         else:
             target = -gc - self.gn_weight * tf.reduce_sum(norms)
-        value = tf.where(constraint, gn, target)
+        value, constraint = self.constrained(gn, target)
         return value, constraint, {"gc": gc, "gn": gn, "loss": loss}
-
-    def transform(self):
-        return scale_opt.rescale_adam(self.lr, min_scale=self.min_scale, clip=1.0)
 
 
 def get(identifier, **options) -> Method:
     """Resolve a method from a string alias, a config dict or an instance.
 
     Args:
-        identifier: ``"metainit"``, ``"gradinit"``, ``"gradcosine"`` / ``"nio"``, ``"lsuv"``,
-            ``"sylvester"``; a ``Method``; or ``{"class_name": ..., "config": ...}``.
+        identifier: a registered alias (``"metainit"``, ``"gradinit"``, ``"gradcosine"`` /
+            ``"nio"``, ``"lsuv"``, ``"sylvester"``; see :func:`available`); a ``Method``; or
+            ``{"class_name": ..., "config": ...}``.
         **options: constructor arguments for a string or dict identifier.
 
     Returns:
@@ -367,6 +406,21 @@ def deserialize(config: Dict[str, Any], **options) -> Method:
     if cls is None:
         raise ValueError(f"Unknown method class {config.get('class_name')!r}.")
     return cls(**{**config.get("config", {}), **options})
+
+
+def available(kind: Optional[Type[Method]] = None) -> List[str]:
+    """The name of every registered method (its first alias), in the order they were defined.
+
+    Args:
+        kind: only the subclasses of this class (say :class:`LearnedMethod`); None for all.
+
+    Returns:
+        ``["metainit", "gradinit", "gradcosine", "lsuv", "sylvester"]`` and any method defined
+        since: a subclass of :class:`Method` with ``aliases`` registers itself, and the command
+        line's ``init --method`` choices are this list.
+    """
+    classes = dict.fromkeys(_REGISTRY.values())  # unique, in registration order
+    return [cls.aliases[0] for cls in classes if kind is None or issubclass(cls, kind)]
 
 
 # ----------------------------------------------------------------------------------------------

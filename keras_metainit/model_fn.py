@@ -72,6 +72,11 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
     """``per_example_loss(params, batch) -> (B,)``: the model's loss at the given trainable
     parameters, without side effects.
 
+    ``batch`` is ``(x, y)`` in the structures the data has (several inputs, one target per
+    output); the loss is :meth:`LossSpec.per_example <keras_metainit.data.LossSpec.per_example>`:
+    for a multi-output model the ``loss_weights``-weighted sum of the per-output losses, so its
+    batch mean is the compiled loss ``model.fit`` minimizes.
+
     ``params`` replace ``model.trainable_variables`` one for one; the non-trainable variables
     (normalization statistics) are read, and any update of them is discarded. With
     ``training=True`` normalization layers use batch statistics; dropout and noise layers are off
@@ -90,7 +95,7 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
     takes_training = getattr(model, "_call_has_training_arg", True)
 
     def per_example_loss(params, batch):
-        x, y = batch
+        x, y = batch[0], batch[1]  # a third element (sample weights) would be ignored
         with noise_off(model), float32_compute(model):
             if takes_training:
                 y_pred, _ = model.stateless_call(list(params), non_trainable, x,
@@ -100,7 +105,7 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
                            + list(zip(model.non_trainable_variables, non_trainable)))
                 with keras.StatelessScope(state_mapping=mapping):
                     y_pred = model(x, training=training)
-        return loss_spec.per_example(y, tf.nest.flatten(y_pred)[0])
+        return loss_spec.per_example(y, y_pred)
 
     # reduce_retracing: chunks of different sizes (GradCosine) share one trace
     compiled = tf.function(per_example_loss, reduce_retracing=True,

@@ -18,13 +18,13 @@ kernels. Here:
 from __future__ import annotations
 
 import math
-import numbers
 import random as python_random
 from typing import Sequence, Union
 
-
 import keras
 from keras import ops
+
+from keras_metainit.validation import check, is_int, is_real
 
 __all__ = ["WNInit", "WNResNetInit", "FixupInit"]
 
@@ -50,14 +50,6 @@ def _compute_fans(shape: Sequence[int]) -> tuple:
         return shape[0], shape[1]
     receptive_field = math.prod(shape[:-2])
     return shape[-2] * receptive_field, shape[-1] * receptive_field
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _work_dtype(dtype) -> str:
@@ -107,13 +99,11 @@ class _FreshSeedInitializer(keras.initializers.Initializer):
             # keras.utils.set_random_seed seeds). Not a lazily created keras SeedGenerator, which
             # would create a variable inside whatever scope the first call happens in.
             pass
-        elif _is_int(seed):
+        elif is_int(seed):
             seed = self._init_seed = int(seed)  # also a NumPy integer: keep a plain int
-        elif not isinstance(seed, keras.random.SeedGenerator):
-            raise ValueError(
-                "Argument `seed` must be None, an integer or a `keras.random.SeedGenerator`. "
-                f"Received: seed={seed!r}"
-            )
+        else:
+            check(isinstance(seed, keras.random.SeedGenerator), "seed", seed,
+                  "None, an integer or a `keras.random.SeedGenerator`")
         self.seed = seed
 
     def _draw_seed(self):
@@ -188,15 +178,9 @@ class WNInit(_FreshSeedInitializer):
     """
 
     def __init__(self, gamma: float = 2.0, direction: str = "orthogonal", seed: SeedLike = None):
-        if not _is_real(gamma) or not math.isfinite(gamma) or gamma <= 0:
-            raise ValueError(
-                f"Argument `gamma` must be a positive float. Received: gamma={gamma!r}"
-            )
-        if direction not in _DIRECTIONS:
-            raise ValueError(
-                f"Argument `direction` must be one of {_DIRECTIONS}. "
-                f"Received: direction={direction!r}"
-            )
+        check(is_real(gamma) and math.isfinite(gamma) and gamma > 0, "gamma", gamma,
+              "a positive float")
+        check(direction in _DIRECTIONS, "direction", direction, f"one of {_DIRECTIONS}")
         self.gamma = float(gamma)
         self.direction = direction
         super().__init__(seed=seed)
@@ -298,15 +282,9 @@ class WNResNetInit(WNInit):
         direction: str = "orthogonal",
         seed: SeedLike = None,
     ):
-        if role not in _ROLE_GAMMA:
-            raise ValueError(
-                f"Argument `role` must be one of {tuple(_ROLE_GAMMA)}. Received: role={role!r}"
-            )
-        if not _is_int(blocks_per_stage) or blocks_per_stage < 1:
-            raise ValueError(
-                "Argument `blocks_per_stage` must be an integer >= 1. "
-                f"Received: blocks_per_stage={blocks_per_stage!r}"
-            )
+        check(role in _ROLE_GAMMA, "role", role, f"one of {tuple(_ROLE_GAMMA)}")
+        check(is_int(blocks_per_stage) and blocks_per_stage >= 1, "blocks_per_stage",
+              blocks_per_stage, "an integer >= 1")
         self.role = role
         self.blocks_per_stage = int(blocks_per_stage)
         super().__init__(
@@ -381,16 +359,10 @@ class FixupInit(_FreshSeedInitializer):
     """
 
     def __init__(self, num_branches: int, branch_depth: int = 2, seed: SeedLike = None):
-        if not _is_int(num_branches) or num_branches < 1:
-            raise ValueError(
-                "Argument `num_branches` must be an integer >= 1. "
-                f"Received: num_branches={num_branches!r}"
-            )
-        if not _is_int(branch_depth) or branch_depth < 2:
-            raise ValueError(
-                "Argument `branch_depth` must be an integer >= 2. "
-                f"Received: branch_depth={branch_depth!r}"
-            )
+        check(is_int(num_branches) and num_branches >= 1, "num_branches", num_branches,
+              "an integer >= 1")
+        check(is_int(branch_depth) and branch_depth >= 2, "branch_depth", branch_depth,
+              "an integer >= 2")
         self.num_branches = int(num_branches)
         self.branch_depth = int(branch_depth)
         super().__init__(seed=seed)

@@ -5,13 +5,13 @@ All are registered for Keras serialization under the package name ``keras_metain
 """
 from __future__ import annotations
 
-import numbers
 from typing import Any, Callable, Optional, Sequence, Union
 
 import keras
 from keras import ops
 
 from keras_metainit.initializers import WNInit
+from keras_metainit.validation import check, is_int, is_real, positive_int
 
 __all__ = ["WNDense", "WNConv2D", "FixupScale", "FixupBias"]
 
@@ -25,32 +25,11 @@ def _column_norms(v, epsilon: float):
     return ops.sqrt(ops.sum(ops.square(v), axis=axes) + epsilon)
 
 
-def _positive_int(name: str, value) -> int:
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
 def _int_pair(name: str, value) -> tuple:
-    pair = (value, value) if isinstance(value, numbers.Integral) else tuple(value)
-    if len(pair) != 2 or not all(
-        isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1 for d in pair
-    ):
-        raise ValueError(
-            f"Argument `{name}` must be a positive integer or a tuple of 2 positive integers. "
-            f"Received: {name}={value!r}"
-        )
+    pair = (value, value) if is_int(value) else tuple(value)
+    check(len(pair) == 2 and all(is_int(d) and d >= 1 for d in pair), name, value,
+          "a positive integer or a tuple of 2 positive integers")
     return tuple(int(d) for d in pair)
-
-
-def _check_epsilon(epsilon) -> float:
-    if not isinstance(epsilon, numbers.Real) or isinstance(epsilon, bool) or epsilon < 0:
-        raise ValueError(
-            f"Argument `epsilon` must be a non-negative float. Received: epsilon={epsilon!r}"
-        )
-    return float(epsilon)
 
 
 class _WeightNorm(keras.layers.Layer):
@@ -72,7 +51,8 @@ class _WeightNorm(keras.layers.Layer):
             WNInit() if kernel_initializer is None else kernel_initializer
         )
         self.bias_initializer = keras.initializers.get(bias_initializer)
-        self.epsilon = _check_epsilon(epsilon)
+        check(is_real(epsilon) and epsilon >= 0, "epsilon", epsilon, "a non-negative float")
+        self.epsilon = float(epsilon)
 
     def _build_weights(self, kernel_shape: tuple, units: int) -> None:
         # Draw the kernel once; v takes it as is and g its column norms, so that the effective
@@ -167,7 +147,7 @@ class WNDense(_WeightNorm):
             epsilon=epsilon,
             **kwargs,
         )
-        self.units = _positive_int("units", units)
+        self.units = positive_int("units", units)
         self.input_spec = keras.InputSpec(min_ndim=2)
 
     def build(self, input_shape: Sequence[Optional[int]]) -> None:
@@ -257,22 +237,16 @@ class WNConv2D(_WeightNorm):
             epsilon=epsilon,
             **kwargs,
         )
-        self.filters = _positive_int("filters", filters)
+        self.filters = positive_int("filters", filters)
         self.kernel_size = _int_pair("kernel_size", kernel_size)
         self.strides = _int_pair("strides", strides)
         self.dilation_rate = _int_pair("dilation_rate", dilation_rate)
         padding = padding.lower() if isinstance(padding, str) else padding
-        if padding not in ("valid", "same"):
-            raise ValueError(
-                f"Argument `padding` must be 'valid' or 'same'. Received: padding={padding!r}"
-            )
+        check(padding in ("valid", "same"), "padding", padding, "'valid' or 'same'")
         self.padding = padding
         data_format = keras.config.image_data_format() if data_format is None else data_format
-        if data_format not in ("channels_last", "channels_first"):
-            raise ValueError(
-                "Argument `data_format` must be 'channels_last' or 'channels_first'. "
-                f"Received: data_format={data_format!r}"
-            )
+        check(data_format in ("channels_last", "channels_first"), "data_format", data_format,
+              "'channels_last' or 'channels_first'")
         self.data_format = data_format
         self.input_spec = keras.InputSpec(ndim=4)
 
@@ -314,11 +288,7 @@ class _Scalar(keras.layers.Layer):
 
     def __init__(self, initial_value: float, **kwargs: Any):
         super().__init__(**kwargs)
-        if not isinstance(initial_value, numbers.Real) or isinstance(initial_value, bool):
-            raise ValueError(
-                "Argument `initial_value` must be a float. "
-                f"Received: initial_value={initial_value!r}"
-            )
+        check(is_real(initial_value), "initial_value", initial_value, "a float")
         self.initial_value = float(initial_value)
 
     def build(self, input_shape: Sequence[Optional[int]]) -> None:

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Optional
 
 import keras
 from keras import ops
+
+from keras_metainit.validation import check, is_real, positive_int
 
 __all__ = ["QuadraticWarmup"]
 
@@ -61,32 +62,12 @@ class QuadraticWarmup(LearningRateSchedule):
         warmup_steps: int,
         after: Optional[LearningRateSchedule] = None,
     ):
-        if (
-            not isinstance(learning_rate, numbers.Real)
-            or isinstance(learning_rate, bool)
-            or not math.isfinite(learning_rate)
-            or learning_rate <= 0
-        ):
-            raise ValueError(
-                "Argument `learning_rate` must be a positive float. "
-                f"Received: learning_rate={learning_rate!r}"
-            )
-        if (
-            not isinstance(warmup_steps, numbers.Integral)
-            or isinstance(warmup_steps, bool)
-            or warmup_steps < 1
-        ):
-            raise ValueError(
-                "Argument `warmup_steps` must be an integer >= 1. "
-                f"Received: warmup_steps={warmup_steps!r}"
-            )
-        if after is not None and not isinstance(after, LearningRateSchedule):
-            raise ValueError(
-                "Argument `after` must be None or a "
-                f"`keras.optimizers.schedules.LearningRateSchedule`. Received: after={after!r}"
-            )
+        check(is_real(learning_rate) and math.isfinite(learning_rate) and learning_rate > 0,
+              "learning_rate", learning_rate, "a positive float")
+        self.warmup_steps = positive_int("warmup_steps", warmup_steps)
+        check(after is None or isinstance(after, LearningRateSchedule), "after", after,
+              "None or a `keras.optimizers.schedules.LearningRateSchedule`")
         self.learning_rate = float(learning_rate)
-        self.warmup_steps = int(warmup_steps)
         self.after = after
 
     def __call__(self, step):

@@ -108,12 +108,18 @@ def meta_initialize(
             if value != default:
                 warnings.warn(f"`{name}` is ignored by the layer-wise method {method.name}.",
                               UserWarning, stacklevel=2)
-        progress = Progress(len(model.layers), verbose,
-                             f"{type(method).__name__}: layer by layer", ("var",))
+        bars = []
+
+        def progress(total: int) -> Progress:  # the walk knows the rows once it has planned
+            bars.append(Progress(total, verbose, f"{type(method).__name__}: layer by layer",
+                                 ("var",)))
+            return bars[-1]
+
         report.layers = method.run(model, dataset, loss_spec, seed=seed, progress=progress)
         report.steps_run = len(report.layers)
         report.wall_time = time.perf_counter() - started
-        progress.done(report, len(model.layers))
+        for bar in bars:
+            bar.done(report, len(report.layers))
         return report
     n_steps = int(steps) if steps is not None else method.steps
     report.config["steps"] = n_steps

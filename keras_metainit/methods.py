@@ -121,11 +121,55 @@ class LearnedMethod(Method):
 
 
 class LayerwiseMethod(Method):
-    """A method that sets each layer from its own input activations, in order."""
+    """A method that sets each layer from its own input activations, in order.
 
-    def run(self, model, dataset, loss_spec, *, seed: int, progress) -> List[Dict[str, Any]]:
-        """Initialize ``model`` in place; return one row of facts per layer (set or skipped)."""
+    The method is one object that :func:`keras_metainit.layerwise.walk.walk` calls; its options
+    are its constructor's arguments. The walk plans the layers, reads each one's input where the
+    model calls it, restores the model on any error, and asks the method:
+
+    - :meth:`prepare`: per-run checks (before any layer is touched);
+    - :meth:`skip_reason`: whether it refuses a layer the walk can read;
+    - :meth:`examples_needed`: how many examples a layer's inputs should hold;
+    - :meth:`set_layer`: set the layer and return its row.
+
+    Subclasses define :meth:`set_layer` and, when they differ from the defaults, the others.
+    """
+
+    seed: Optional[int] = None
+
+    def prepare(self, run) -> None:
+        """Check the run (:class:`~keras_metainit.layerwise.walk.Run`) before any layer is set."""
+
+    def skip_reason(self, view) -> Optional[str]:
+        """Why this method cannot set a layer seen through ``view``, or None (the default)."""
+        return None
+
+    def examples_needed(self, target, first_batch: int) -> int:
+        """Examples whose activations set ``target`` (default: the first batch)."""
+        return first_batch
+
+    def set_layer(self, target, inputs, y, run) -> Dict[str, Any]:
+        """Set ``target.layer`` from its inputs (one array per call) and labels; return its row."""
         raise NotImplementedError
+
+    def run(self, model, dataset, loss_spec, *, seed: int, progress=None) -> List[Dict[str, Any]]:
+        """Initialize ``model`` in place; return one row of facts per layer (set or skipped).
+
+        Args:
+            model: any built Keras model.
+            dataset: an endless stream of ``(x, y)`` batches.
+            loss_spec: the resolved loss.
+            seed: the run's seed, used when the method has none.
+            progress: called with the number of rows once the layers are planned; returns the
+                progress display (``update(current, values)``), or None.
+
+        Returns:
+            One row per layer that owns a kernel (set or skipped).
+        """
+        from keras_metainit.layerwise.walk import walk
+
+        return walk(model, dataset, self, loss_spec,
+                    seed=self.seed if self.seed is not None else seed, progress=progress)
 
 
 class MetaInit(LearnedMethod):
@@ -424,180 +468,8 @@ def available(kind: Optional[Type[Method]] = None) -> List[str]:
 
 
 # ----------------------------------------------------------------------------------------------
-# Layer-wise methods (their machinery lives in keras_metainit/layerwise.py)
+# Layer-wise methods: the classes live in keras_metainit/layerwise/ (one object the walk calls);
+# imported here so that `methods.LSUV` works and both are registered with this module.
 # ----------------------------------------------------------------------------------------------
-def _check_seed(seed) -> None:
-    _check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)), "seed", seed,
-           "None or an integer")
-
-
-class LSUV(LayerwiseMethod):
-    """LSUV: orthonormal init, then rescale each layer to unit pre-activation variance.
-
-    Layer by layer, in order, every ``Dense`` and ``Conv2D`` kernel is first set orthonormal in
-    Keras's layout (``keras.initializers.Orthogonal``: the kernel reshaped to
-    ``(fan_in, units)`` has orthonormal columns, one per output unit) and its bias zeroed; then,
-    on one batch, ``W ← W / √Var`` until ``|Var − 1| < tol`` or ``max_iter`` rescalings, where
-    ``Var`` is the variance over all elements of the layer's output *before* its activation
-    (``input @ kernel + bias``; the layer is run with its activation replaced by the identity,
-    and is otherwise unchanged). Each layer sees the new activations of the layers before it.
-
-    Sequential and Functional models are supported; other layers with a kernel (``Conv1D``,
-    ``DepthwiseConv2D``, ``EinsumDense``, ...), nested models and every layer of a subclassed
-    model are skipped with a warning. ``report.layers`` has one row per layer: ``name``,
-    ``kind``, ``status``, ``var_before`` (with the layer's original weights), ``var_after``,
-    ``iterations``, ``seconds``. On any error the model is restored to its weights before the
-    call.
-
-    Args:
-        tol: tolerance on ``|Var − 1|`` (0.1).
-        max_iter: most rescalings per layer (10).
-        orthogonal: start from the orthonormal kernels (the paper); ``False`` only rescales the
-            kernels as they are (biases kept).
-        seed: seed of the orthonormal kernels (default: the ``seed`` of ``meta_initialize``).
-
-    Example:
-        >>> import keras, keras_metainit
-        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
-        ...                           keras.layers.Dense(10)])
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method="lsuv", verbose=0)
-        >>> print(report)  # one row per layer: var_before -> var_after (1.0), iterations
-
-    Reference:
-        Mishkin & Matas, "All you need is a good init", ICLR 2016.
-    """
-
-    aliases = ("lsuv",)
-
-    def __init__(self, tol: float = 0.1, max_iter: int = 10, orthogonal: bool = True,
-                 seed: Optional[int] = None):
-        _check(tol > 0, "tol", tol, "positive")
-        _check(isinstance(max_iter, int) and not isinstance(max_iter, bool) and max_iter >= 1,
-               "max_iter", max_iter, "an integer >= 1")
-        _check(isinstance(orthogonal, bool), "orthogonal", orthogonal, "a bool")
-        _check_seed(seed)
-        self.tol, self.max_iter, self.orthogonal, self.seed = tol, max_iter, orthogonal, seed
-
-    def run(self, model, dataset, loss_spec, *, seed: int, progress) -> List[Dict[str, Any]]:
-        """Initialize ``model`` in place.
-
-        Args:
-            model: a built Sequential or Functional model.
-            dataset: an endless stream of ``(x, y)`` batches (one batch is used).
-            loss_spec: the resolved loss (unused by LSUV).
-            seed: the run's seed, used when the method has none.
-            progress: the engine's progress display, or None.
-
-        Returns:
-            One row per layer with a kernel (set or skipped).
-        """
-        from keras_metainit import layerwise
-
-        return layerwise.run_lsuv(model, dataset, tol=self.tol, max_iter=self.max_iter,
-                                  orthogonal=self.orthogonal,
-                                  seed=self.seed if self.seed is not None else seed,
-                                  progress=progress)
-
-
-class Sylvester(LayerwiseMethod):
-    """Data-driven init: each kernel solves a Sylvester equation on its input activations.
-
-    Layer by layer, in order, for every ``Dense`` and ``Conv2D`` layer: gather its input
-    activations ``X`` (``d × n``; for a convolution, the image patches with the layer's
-    stride, padding and dilation, ordered like the kernel, ``(kh, kw, cin)``), at most
-    ``max_samples`` of them (subsampled with the seed); build a latent code ``S`` (``k × n``,
-    ``k`` the layer's units); solve, in float64 with ``scipy.linalg.solve_sylvester``,
-
-        (S Sᵀ) W + W (λ X Xᵀ) = (1+λ) S Xᵀ,
-
-    the stationarity condition of ``min_W ‖X − WᵀS‖² + λ‖WX − S‖²`` (encoding plus decoding
-    loss); write ``Wᵀ`` as the kernel (reshaped to the layer's layout), set the bias to zero
-    (the code is centred, so the solved map needs none), rescale the kernel to unit
-    pre-activation variance on the batch when ``rescale``, and go on with the new activations.
-
-    Latent codes (``latent``):
-
-    - ``"orthogonal"``: random orthonormal rows, orthogonal to the all-ones vector, scaled so
-      every unit has mean 0 and variance 1 (``SSᵀ = n·I``). Needs more samples than units
-      (``n > k``), else a ``LayerwiseError`` says so.
-    - ``"random"``: i.i.d. standard normal.
-    - ``"labels"``: unit ``j`` codes class ``j mod C`` (``C`` classes): the standardized
-      indicator of that class over the samples, plus Gaussian noise of standard deviation 0.1 so
-      that units coding the same class differ. It needs class labels (a sparse or categorical
-      cross-entropy, or a binary loss with one unit) and raises ``ValueError`` when the data
-      has none and the engine drew random labels.
-
-    Numerics (:func:`keras_metainit.layerwise.sylvester_solve`): when ``SSᵀ`` is positive
-    definite the solution is unique even if ``XXᵀ`` is singular (constant pixels). With fewer
-    samples than inputs (``n < d``) the equation is solved in the span of the samples
-    (``W = M Xᵀ``, an ``n × n`` system), which is exact — the minimum-norm minimizer — even with
-    fewer samples than units (``latent="random"``/``"labels"``, ``n < k``). When the system is
-    still singular or ill-conditioned (smallest eigenvalue of the operator below 1e-10 of its
-    largest; e.g. ``n < k`` with repeated or all-zero activations) a ridge
-    ``ρ = 1e-6 · (tr(SSᵀ)/k + λ·tr(XXᵀ)/d)`` is added, i.e. the kernel minimizes the objective
-    plus ``ρ‖W‖²``; the row records ``ridge`` and the status reads ``"set (ridge)"``. A
-    non-finite solution, non-finite activations (the error names the layer) or a zero variance
-    raise ``LayerwiseError``, and the model is restored to its weights before the call; a NaN
-    kernel is never written.
-
-    Samples: all layers use the same examples, drawn once at the start (a prefix of them for
-    convolutions). Enough batches are drawn for a ``Dense`` layer to see ``max_samples``
-    examples (up to 256 MB of inputs); repeated examples (a small data set cycling) are
-    dropped, so ``n`` is at most the number of distinct examples. ``report.layers`` rows: ``name``, ``kind``, ``status``,
-    ``samples``, ``var_before``, ``var_after``, ``residual`` (relative residual of the
-    unregularized equation), ``ridge``, ``seconds``; skipped layers as for :class:`LSUV`.
-
-    Args:
-        latent: ``"orthogonal"``, ``"random"`` or ``"labels"``.
-        lam: the weight ``λ ≥ 0`` of the decoding loss (1.0).
-        max_samples: most input rows (examples, or patches) per layer (4096).
-        rescale: rescale each kernel to unit pre-activation variance (True).
-        seed: seed of the codes and subsampling (default: the ``seed`` of ``meta_initialize``).
-
-    Example:
-        >>> import keras_metainit
-        >>> from keras_metainit.methods import Sylvester
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method=Sylvester(latent="labels"))
-        >>> print(report)
-
-    Reference:
-        Das, Bhalgat & Porikli, "Data-driven Weight Initialization with Sylvester Solvers", 2021
-        (reconstructed from the abstract: the semantic-autoencoder form above).
-    """
-
-    aliases = ("sylvester",)
-
-    def __init__(self, latent: str = "orthogonal", lam: float = 1.0, max_samples: int = 4096,
-                 rescale: bool = True, seed: Optional[int] = None):
-        _check(latent in ("orthogonal", "random", "labels"), "latent", latent,
-               "'orthogonal', 'random' or 'labels'")
-        _check(isinstance(lam, (int, float)) and not isinstance(lam, bool) and lam >= 0, "lam",
-               lam, "a float >= 0")
-        _check(isinstance(max_samples, int) and not isinstance(max_samples, bool)
-               and max_samples >= 2, "max_samples", max_samples, "an integer >= 2")
-        _check(isinstance(rescale, bool), "rescale", rescale, "a bool")
-        _check_seed(seed)
-        self.latent, self.lam, self.max_samples = latent, float(lam), max_samples
-        self.rescale, self.seed = rescale, seed
-
-    def run(self, model, dataset, loss_spec, *, seed: int, progress) -> List[Dict[str, Any]]:
-        """Initialize ``model`` in place.
-
-        Args:
-            model: a built Sequential or Functional model.
-            dataset: an endless stream of ``(x, y)`` batches.
-            loss_spec: the resolved loss; its label format (and whether the labels are random)
-                matters for ``latent="labels"``.
-            seed: the run's seed, used when the method has none.
-            progress: the engine's progress display, or None.
-
-        Returns:
-            One row per layer with a kernel (set or skipped).
-        """
-        from keras_metainit import layerwise
-
-        return layerwise.run_sylvester(model, dataset, loss_spec, latent=self.latent,
-                                       lam=self.lam, max_samples=self.max_samples,
-                                       rescale=self.rescale,
-                                       seed=self.seed if self.seed is not None else seed,
-                                       progress=progress)
+from keras_metainit.layerwise.lsuv import LSUV  # noqa: E402
+from keras_metainit.layerwise.sylvester import Sylvester  # noqa: E402

@@ -8,7 +8,7 @@ images, the script prints
   step changes the gradient (0: a locally linear landscape; large: a hard start);
 - `keras_metainit.grad_cosine(model, batch)`: NIO's objective, the mean cosine between the
   gradients of overlapping chunks of the batch (gc), and their mean norm (gn);
-- `keras_metainit.cli.diagnose(model, batch)`: both, plus the RMS of every layer's output and the
+- `keras_metainit.diagnose(model, batch)`: both, plus the RMS of every layer's output and the
   output/input RMS ratio, checked against `HealthLimits` (GQ <= 1000, ratio in [1e-3, 1e3]).
 
 A vanished net has GQ close to 1 too (all its gradients are ~0), so GQ alone is not a health
@@ -23,7 +23,7 @@ import os
 import keras
 
 import keras_metainit
-from keras_metainit.cli import HealthLimits, diagnose
+from keras_metainit import HealthLimits, diagnose
 from keras_metainit.datasets import load_fashion_mnist
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"

@@ -8,7 +8,8 @@ __version__ = "0.1.0"
 
 from keras_metainit import datasets, layers, methods, schedules
 from keras_metainit import engine as _engine
-from keras_metainit.diagnostics import grad_cosine, gradient_quotient
+from keras_metainit.diagnostics import (HealthLimits, diagnose, grad_cosine, gradient_quotient,
+                                        layer_signal)
 from keras_metainit.engine import meta_initialize
 from keras_metainit.initializers import FixupInit, WNInit, WNResNetInit
 from keras_metainit.report import InitReport
@@ -19,6 +20,7 @@ __all__ = [
     "WNInit", "WNResNetInit", "FixupInit", "QuadraticWarmup", "layers", "schedules",
     # learned and layer-wise initialization, diagnostics
     "meta_initialize", "methods", "InitReport", "gradient_quotient", "grad_cosine",
+    "diagnose", "HealthLimits", "layer_signal",
     # data
     "datasets",
 ]

@@ -1,8 +1,11 @@
 """Diagnostics a user prints, plots and asserts on: the gradient quotient and GradCosine of a model
-on one batch."""
+on one batch, the RMS of every layer's output (:func:`layer_signal`), and :func:`diagnose`, which
+checks them all against :class:`HealthLimits` (what ``keras-metainit diagnose`` prints)."""
 from __future__ import annotations
 
-from typing import Any, Dict
+import dataclasses
+import math
+from typing import Any, Dict, List
 
 import keras
 import numpy as np
@@ -12,7 +15,7 @@ from keras_metainit import data as data_lib
 from keras_metainit import objectives
 from keras_metainit.model_fn import make_loss_fn
 
-__all__ = ["gradient_quotient", "grad_cosine"]
+__all__ = ["gradient_quotient", "grad_cosine", "layer_signal", "HealthLimits", "diagnose"]
 
 
 def _batch_and_loss(model, batch, loss, training=False):
@@ -101,3 +104,79 @@ def grad_cosine(model: keras.Model, batch, loss: Any = None, splits: int = 4,
     gc, gn, _, _ = objectives.grad_cosine(loss_fn, params, batch, splits, overlap,
                                           loss_fn.examples_independent)
     return {"gc": float(gc), "gn": float(gn)}
+
+
+def layer_signal(model: keras.Model, x) -> List[Dict[str, Any]]:
+    """RMS of every layer's output on ``x``, in inference mode.
+
+    Args:
+        model: a Sequential or Functional Keras model.
+        x: its input (an array, or a list of arrays for several inputs).
+
+    Returns:
+        ``[{"name": layer name, "rms": float}, ...]``, in layer order (input layers left out).
+    """
+    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, [l.output for l in layers])
+    outputs = probe(x, training=False)
+    if not isinstance(outputs, (list, tuple)):
+        outputs = [outputs]
+    rows = []
+    for layer, out in zip(layers, outputs):
+        out = keras.ops.convert_to_numpy(out).astype("float64")
+        rows.append({"name": layer.name, "rms": float(np.sqrt(np.mean(out ** 2)))})
+    return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthLimits:
+    """What :func:`diagnose` (and ``keras-metainit diagnose --fail-if-unhealthy``) accepts.
+
+    Attributes:
+        max_gq: largest gradient quotient (MetaInit's objective). He-normal ReLU MLPs measure
+            about 1e2 to 4e2 (6 to 20 layers), kernels 1.5 x He about 2e3 (6 layers) and far
+            more when deeper. A network whose signal vanishes also has GQ near 1 (its gradients
+            are all near 0), so a low GQ alone is not health: the signal ratio catches that.
+        min_signal: smallest ratio of the last layer's output RMS to the input RMS.
+        max_signal: largest such ratio.
+    """
+
+    max_gq: float = 1e3
+    min_signal: float = 1e-3
+    max_signal: float = 1e3
+
+
+def diagnose(model: keras.Model, batch, limits: HealthLimits = HealthLimits()) -> Dict[str, Any]:
+    """Gradient quotient, GradCosine and per-layer signal of ``model`` on ``batch``.
+
+    Args:
+        model: a Keras model with one input (Sequential or Functional).
+        batch: ``(x, y)``.
+        limits: the health thresholds.
+
+    Returns:
+        ``{"gq", "gc", "gn", "input_rms", "layers", "signal_ratio", "problems", "healthy"}``;
+        ``problems`` lists what is outside ``limits`` or not finite.
+
+    Example:
+        >>> result = keras_metainit.diagnose(model, (x[:128], y[:128]))
+        >>> result["healthy"], result["problems"]
+    """
+    x, y = batch
+    gq = gradient_quotient(model, (x, y))
+    gc = grad_cosine(model, (x, y))
+    layers = layer_signal(model, x)
+    input_rms = float(np.sqrt(np.mean(np.asarray(x, "float64") ** 2)))
+    ratio = layers[-1]["rms"] / input_rms if layers and input_rms > 0 else float("nan")
+    problems = []
+    values = {"gq": gq, "gc": gc["gc"], "gn": gc["gn"], "signal ratio": ratio,
+              **{f"rms {r['name']}": r["rms"] for r in layers}}
+    problems += [f"{k} is not finite ({v})" for k, v in values.items() if not math.isfinite(v)]
+    if math.isfinite(gq) and gq > limits.max_gq:
+        problems.append(f"GQ {gq:.4g} > max {limits.max_gq:g}")
+    if math.isfinite(ratio) and not limits.min_signal <= ratio <= limits.max_signal:
+        problems.append(f"output/input RMS ratio {ratio:.4g} outside "
+                        f"[{limits.min_signal:g}, {limits.max_signal:g}]")
+    return {"gq": gq, "gc": gc["gc"], "gn": gc["gn"], "input_rms": input_rms, "layers": layers,
+            "signal_ratio": ratio, "problems": problems, "healthy": not problems}

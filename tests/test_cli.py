@@ -1,5 +1,6 @@
-"""The ``keras-metainit`` command line: the demo in quick mode, diagnose, init and ``--help``."""
-import json
+"""The ``keras-metainit`` command line: parsing into the demo's settings, diagnose, init, the
+method choices read from the registry, and ``--help``. The demo itself: tests/test_demo.py."""
+import argparse
 import os
 import shutil
 import subprocess
@@ -7,97 +8,29 @@ import sys
 
 import pytest
 
-from keras_metainit import cli
-
-
-def _table_rows(text, contenders=None):
-    """{contender name: fields after the name} for the printed table's lines (names have spaces)."""
-    names = sorted((c.name for c in contenders or cli.CONTENDERS), key=len, reverse=True)
-    rows = {}
-    for line in text.splitlines():
-        for name in names:
-            if line.startswith(name + "  "):
-                rows[name] = line[len(name):].split()
-                break
-    return rows
-
-
-def test_demo_quick_prints_a_row_per_contender(tmp_path, capsys):
-    out = tmp_path / "out"  # does not exist yet: the demo creates it
-    assert cli.main(["demo", "--quick", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
-
-    contenders = list(cli.CONTENDERS) + ([cli.ANYINIT] if cli.anyinit_available() else [])
-    names = [c.name for c in contenders]
-    assert {"Keras default", "He", cli.BAD_START, "+ MetaInit", "+ GradInit", "+ GradCosine",
-            "+ LSUV", "+ Sylvester"} == {c.name for c in cli.CONTENDERS}
-    assert "x0.1 of He-normal" in printed
-    rows = _table_rows(printed, contenders)
-    assert set(rows) == set(names), printed
-    for name, fields in rows.items():
-        acc = float(fields[-1])  # last column: test accuracy
-        assert 0.0 <= acc <= 1.0, (name, acc)
-        assert float(fields[0]) >= 0.0, fields  # init s
-        fixes = next(c for c in contenders if c.name == name).fixes_bad_start
-        assert (fields[1] == "-") != fixes, fields  # GQ before -> after only for the fixes
-        if fixes:
-            assert fields[2] == "->" and float(fields[1]) >= 0 and float(fields[3]) >= 0, fields
-    assert "total time" in printed
-
-    saved = json.loads((out / "demo.json").read_text())
-    assert [r["init"] for r in saved["results"]] == names
-    assert saved["config"]["depth"] == cli.QUICK["depth"]
-    assert {r["init"]: round(r["test_acc"], 3) for r in saved["results"]} == {
-        name: float(fields[-1]) for name, fields in rows.items()
-    }
-    meta = next(r for r in saved["results"] if r["init"] == "+ MetaInit")
-    assert len(meta["report"]["history"]["gq"]) == cli.QUICK["metainit_steps"]
-    assert all(len(r["loss_per_epoch"]) == cli.QUICK["epochs"] for r in saved["results"])
-    pytest.importorskip("matplotlib")
-    assert list(out.glob("*.png")), list(out.iterdir())
-    assert (out / "training_curves.png").stat().st_size > 0
-
-
-def test_anyinit_row_only_when_installed(tmp_path, monkeypatch, capsys):
-    seen = []
-
-    def fake_run(contender, cfg, data):
-        seen.append(contender.name)
-        return {"init": contender.name, "init_s": 0.0, "train_s": 0.0, "train_loss": 1.0,
-                "test_acc": 0.5, "loss_per_epoch": [1.0]}
-
-    monkeypatch.setattr(cli, "run_contender", fake_run)
-    monkeypatch.setattr(cli, "write_plots", lambda rows, out: [])
-    cfg = cli.DemoConfig(**{**cli.QUICK, "out": str(tmp_path)})
-    monkeypatch.setattr(cli, "anyinit_available", lambda: False)
-    cli.run_demo(cfg)
-    assert cli.ANYINIT.name not in seen and "AnyInit (a peer) is not installed" in capsys.readouterr().out
-    seen.clear()
-    monkeypatch.setattr(cli, "anyinit_available", lambda: True)
-    cli.run_demo(cfg)
-    assert seen[-1] == cli.ANYINIT.name
+from keras_metainit import cli, demo, methods
 
 
 def test_quick_keeps_explicit_options(tmp_path, monkeypatch):
     seen = {}
-    monkeypatch.setattr(cli, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
     cli.main(["demo", "--quick", "--depth", "3", "--seed", "7", "--out", str(tmp_path)])
     cfg = seen["cfg"]
-    assert (cfg.depth, cfg.seed, cfg.width, cfg.epochs) == (3, 7, cli.QUICK["width"], cli.QUICK["epochs"])
+    assert (cfg.depth, cfg.seed, cfg.width, cfg.epochs) == (3, 7, demo.QUICK["width"], demo.QUICK["epochs"])
 
 
 def test_defaults_are_the_main_job(monkeypatch):
     seen = {}
-    monkeypatch.setattr(cli, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
     cli.main(["demo"])
-    assert seen["cfg"] == cli.DemoConfig()
+    assert seen["cfg"] == demo.DemoConfig()
     assert (seen["cfg"].depth, seen["cfg"].width, seen["cfg"].wn) == (20, 128, False)
     assert (seen["cfg"].metainit_steps, seen["cfg"].gradinit_steps) == (200, 100)
 
 
 def test_wn_option_adds_the_weight_norm_rows(monkeypatch):
     seen = {}
-    monkeypatch.setattr(cli, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
+    monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
     cli.main(["demo", "--quick", "--wn"])
     assert seen["cfg"].wn is True
 
@@ -112,6 +45,65 @@ def test_bad_arguments_exit_2(argv, capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main(argv)
     assert exc.value.code == 2
+
+
+def _init_choices():
+    parser = cli.build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    method = next(a for a in sub.choices["init"]._actions if a.dest == "method")
+    return list(method.choices)
+
+
+def test_init_method_choices_are_the_registry():
+    assert _init_choices() == methods.available()
+    assert {"metainit", "gradinit", "gradcosine", "lsuv", "sylvester"} <= set(_init_choices())
+
+
+def test_a_new_learned_method_needs_only_its_class():
+    """A throwaway LearnedMethod subclass becomes an ``init --method`` choice and a ``get``
+    name with no other edit; it is taken out of the registry afterwards."""
+    import tensorflow as tf
+
+    before = dict(methods._REGISTRY)
+    try:
+        class HalfNorm(methods.LearnedMethod):
+            """Minimize the squared norm of the tuned weights (a toy objective)."""
+
+            aliases = ("throwaway_halfnorm",)
+
+            def __init__(self, steps: int = 3):
+                self.steps = steps
+
+            def objective(self, loss_fn, params, shards):
+                value = tf.add_n([tf.reduce_sum(tf.square(p)) for p in params])
+                return value, tf.constant(False), {"objective": value}
+
+            def transform(self):
+                from keras_metainit import scale_opt
+
+                return scale_opt.sign_momentum(0.01)
+
+        assert "throwaway_halfnorm" in _init_choices()
+        assert isinstance(methods.get("throwaway_halfnorm", steps=5), HalfNorm)
+        args = cli.build_parser().parse_args(
+            ["init", "m.keras", "--method", "throwaway_halfnorm", "-o", "o.keras"])
+        assert args.method == "throwaway_halfnorm"
+        # and the engine runs it: the toy objective shrinks the kernel's norm
+        import keras
+        import numpy as np
+
+        import keras_metainit
+
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+        norm = np.linalg.norm(model.layers[0].kernel.numpy())
+        report = keras_metainit.meta_initialize(model, None, method="throwaway_halfnorm",
+                                                batch_size=8, verbose=0)
+        assert report.method == "throwaway_halfnorm" and report.steps_run == 3
+        assert np.linalg.norm(model.layers[0].kernel.numpy()) < norm
+    finally:
+        methods._REGISTRY.clear()
+        methods._REGISTRY.update(before)
+    assert "throwaway_halfnorm" not in _init_choices()
 
 
 def test_no_command_prints_help_and_fails(capsys):
@@ -180,17 +172,6 @@ def test_diagnose_vanishing_signal_is_unhealthy(tmp_path, capsys):
     _save_mlp(path, scale=0.1)  # GQ is near 1 here: only the signal ratio catches it
     assert cli.main(["diagnose", str(path), "--fail-if-unhealthy"]) == 1
     assert "RMS ratio" in capsys.readouterr().out
-
-
-def test_diagnose_result_flags_non_finite_values():
-    import keras
-    import numpy as np
-
-    model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(10)])
-    model.layers[0].kernel.assign(np.full((784, 10), np.nan, "float32"))
-    x = np.ones((16, 784), "float32")
-    result = cli.diagnose(model, (x, np.zeros(16, "int64")))
-    assert not result["healthy"] and any("not finite" in p for p in result["problems"])
 
 
 def test_init_writes_a_loadable_reinitialized_model(tmp_path, capsys):

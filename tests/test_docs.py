@@ -44,8 +44,35 @@ def test_api_page_documents_the_public_modules():
         "keras_metainit.initializers", "keras_metainit.layers",
         "keras_metainit.schedules", "keras_metainit.datasets",
     } <= documented
-    for module in documented:  # every documented module exists
-        assert (ROOT / (module.replace(".", "/") + ".py")).exists(), module
+    assert {"keras_metainit.demo", "keras_metainit.cli", "keras_metainit.diagnostics"} <= documented
+    for module in documented:  # every documented module exists (a file or a package)
+        path = ROOT / module.replace(".", "/")
+        assert path.with_suffix(".py").exists() or (path / "__init__.py").exists(), module
+
+
+def _readme_methods_table():
+    section = README.split("\n## Methods\n", 1)[1].split("\n## ", 1)[0]
+    return [line for line in section.splitlines() if line.startswith("| ")]
+
+
+def test_every_registered_method_is_in_the_readme_table_and_the_docs():
+    """A new method class must appear in README's Methods table (its class and its name) and
+    on a method page of the documentation that the site's navigation lists."""
+    from keras_metainit import methods
+
+    rows = _readme_methods_table()
+    nav = (ROOT / "mkdocs.yml").read_text()
+    pages = {p: p.read_text() for p in (ROOT / "docs" / "methods").glob("*.md")
+             if f"methods/{p.name}" in nav}
+    classes = dict.fromkeys(methods._REGISTRY.values())
+    assert len(classes) == len(methods.available()) >= 5
+    for cls in classes:
+        needle = f"methods.{cls.__name__}`"
+        row = [r for r in rows if needle in r]
+        assert len(row) == 1, f"{cls.__name__} has no row in README's Methods table"
+        assert f'"{cls.aliases[0]}"' in row[0], (cls.aliases[0], row[0])
+        assert any(needle in text for text in pages.values()), (
+            f"no page under docs/methods/ names {needle}")
 
 
 @pytest.mark.slow

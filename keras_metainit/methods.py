@@ -27,9 +27,6 @@ __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "M
 #: alias -> class; every subclass of :class:`Method` with ``aliases`` adds itself when defined
 _REGISTRY: Dict[str, Type["Method"]] = {}
 
-# The layer-wise classes below still call the old private name; it is the shared helper now.
-_check = check
-
 
 def _check_steps(steps) -> None:
     check(is_real(steps) and steps >= 1, "steps", steps, "an integer >= 1")

@@ -3,7 +3,11 @@ per tuned tensor, the method's scale update), the strategy and micro-batch plumb
 keeps the run's best scales, and the write-back.
 
 The model's weights are evaluated at ``θ = s · W⁰`` through ``model.stateless_call``, so the model is
-never touched during the run; the result is written back with ``assign`` at the end. Under a
+never touched during the run. Every candidate is scored by the method's own objective on one fixed
+probe batch (the first), and the best scales the run reached are written back with ``assign`` at
+the end; if none beats the start, the model is left unchanged and the report says so. A run that
+diverges (a non-finite objective, gradient or scale) or is interrupted ends the same way, so the
+weights are never worse than they started, and never NaN. Under a
 ``tf.distribute`` strategy each replica computes its part of the batch and the parts are summed
 exactly; with ``micro_batches`` each replica's part is split again and run one piece at a time
 (:mod:`keras_metainit.shards`). Either way the scales are those of one device on the whole batch.
@@ -73,7 +77,6 @@ class _ScaleRun:
         k = len(self.tuned)
         self.base_norms = tf.constant([norms[i] for i in self.tuned], tf.float32)
         self.scales = tf.Variable(tf.ones([k]), trainable=False, name="metainit_scales")
-        self.last_good = tf.Variable(tf.ones([k]), trainable=False, name="metainit_last_good")
         self.transform = method.transform()
         self.state = {name: tf.Variable(t, trainable=False, name=f"metainit_{name}")
                       for name, t in self.transform.init(self.scales.value(), self.base_norms).items()}
@@ -139,15 +142,13 @@ class _ScaleRun:
         ok = (batch_ok & tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grads))
               & tf.reduce_all(tf.math.is_finite(new_s)))
         self.scales.assign(tf.where(ok, new_s, s))
-        self.last_good.assign(tf.where(ok, s, self.last_good))
         for k, var in self.state.items():
             var.assign(tf.where(ok, new_state[k], state[k]))
         return {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint}
 
     def evaluate(self, batches):
-        """``(metrics, batch_ok)`` at the current scales, without a step."""
-        _, _, metrics, batch_ok = self._run(self.scales.read_value(), batches, grad=False)
-        return metrics, batch_ok
+        """``(value, constraint, metrics, batch_ok)`` at the current scales, without a step."""
+        return self._run(self.scales.read_value(), batches, grad=False)
 
     def write_back(self, scales: np.ndarray):
         for j, i in enumerate(self.tuned):
@@ -235,18 +236,16 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
     step_fn = _compiled(run.step, spec, report)
     eval_fn = _compiled(run.evaluate, spec, report)
 
-    eval_batches = next(it)
-    before, batch_ok = eval_fn(eval_batches)
-    if not bool(batch_ok):
-        raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
-    report.before = {n: float(v) for n, v in before.items()}
+    probe = next(it)  # the fixed batch every candidate is scored on
+    guard = _BestScales(eval_fn, probe, run.scales, steps)
+    report.before = guard.before
     report.history = {n: [] for n in method.metric_names}
     progress = Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
-                         method.metric_names)
+                        method.metric_names)
     interrupted = bad_data = False
     step_times: List[float] = []
     try:
-        batches = eval_batches
+        batches = probe
         for t in range(steps):
             t0 = time.perf_counter()
             out = {n: v.numpy() for n, v in step_fn(batches).items()}
@@ -258,7 +257,7 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
                 )
             if not out["ok"]:
                 report.stopped_early = (f"non-finite objective, gradient or scale at step {t}; "
-                                        "restored the last good scales")
+                                        "kept the best scales before it")
                 warnings.warn(f"{type(method).__name__}: {report.stopped_early}.", RuntimeWarning,
                               stacklevel=3)
                 break
@@ -266,28 +265,79 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
                 report.history[n].append(float(out[n]))
             report.constraint_steps += int(out["constraint"])
             report.steps_run = t + 1
+            guard.after_step(t + 1)
             progress.update(t + 1, {n: float(out[n]) for n in method.metric_names})
             batches = next(it)
     except KeyboardInterrupt:
         interrupted = True
         raise
     finally:
-        # On a clean finish the current scales are good; otherwise the last good ones.
-        clean = report.stopped_early is None and not interrupted and report.steps_run == steps
-        final = (run.scales if clean else run.last_good).numpy()
-        if not bad_data:
-            run.write_back(final)
+        if not bad_data and guard.improved:
+            run.write_back(guard.scales)
         report.traces = run.traces
         # the first step includes tracing and compilation
         report.step_time = float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan")
+        report.after = guard.metrics
+        report.kept_start = not guard.improved
         if interrupted:
-            report.notes.append("interrupted: the last good scales were written back")
-        _tensor_table(run, final, report)
-    run.scales.assign(tf.ones_like(run.scales))  # weights now hold the result: evaluate at s = 1
-    report.after = {n: float(v) for n, v in eval_fn(eval_batches)[0].items()}
+            report.notes.append("interrupted: the best scales so far were written back"
+                                if guard.improved else "interrupted: the model is unchanged")
+        if report.kept_start and report.steps_run and not bad_data:
+            report.notes.append(guard.kept_start_note(method.metric_names[0]))
+        _tensor_table(run, guard.scales, report)
     report.wall_time = time.perf_counter() - started
     progress.done(report)
     return report
+
+
+class _BestScales:
+    """The run's guard: the best scales it reached, scored by the method's own objective on one
+    fixed probe batch, and never worse than the start.
+
+    A candidate is scored by ``(constraint, value)``: a point that violates the method's
+    gradient-norm bound ranks below any point that satisfies it; then the smaller objective wins
+    (for MetaInit the gradient quotient). A non-finite value never wins. The scales are scored at
+    the start, every ``steps // 20`` steps and after the last step; the run writes the best, so a
+    method whose steps make its objective worse leaves the model as it was.
+    """
+
+    CHECKS = 20
+
+    def __init__(self, eval_fn, probe, scales: tf.Variable, steps: int):
+        self.eval_fn, self.probe, self.variable = eval_fn, probe, scales
+        self.every = max(1, steps // self.CHECKS)
+        self.steps = steps
+        score, metrics, batch_ok = self._score()
+        if not batch_ok:
+            raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
+        self.start_score = self.best = score
+        self.before = self.metrics = metrics
+        self.scales = scales.numpy()
+        self.last_metrics = metrics
+        self.improved = False
+
+    def _score(self):
+        value, constraint, metrics, batch_ok = self.eval_fn(self.probe)
+        value = float(value)
+        metrics = {n: float(v) for n, v in metrics.items()}
+        return ((bool(constraint), value if math.isfinite(value) else math.inf), metrics,
+                bool(batch_ok))
+
+    def after_step(self, done: int) -> None:
+        """Score the current scales if a check falls on step ``done``; keep them if best."""
+        if done % self.every and done != self.steps:
+            return
+        score, metrics, _ = self._score()
+        self.last_metrics = metrics
+        if score < self.best:
+            self.best, self.metrics, self.scales = score, metrics, self.variable.numpy()
+            self.improved = True
+
+    def kept_start_note(self, headline: str) -> str:
+        return (f"kept the start: no scales this run reached scored better than the start on the "
+                f"probe batch ({headline} {self.before.get(headline, float('nan')):.4g} at the "
+                f"start, {self.last_metrics.get(headline, float('nan')):.4g} at the last check); "
+                "the model is unchanged")
 
 
 def _tensor_table(run: _ScaleRun, scales: np.ndarray, report: InitReport) -> None:

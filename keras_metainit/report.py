@@ -34,6 +34,8 @@ class InitReport:
         end_to_end_gain: product over tuned kernels of ``‖W‖ / sqrt(2·units)`` (the expected
             norm of a He-normal kernel), before and after: below 1 the net shrinks its signal.
         steps_run: steps taken; ``stopped_early`` why the run ended before ``steps``, if it did.
+        kept_start: a learned run found no scales better than the start by its own objective on
+            its probe batch and left the model unchanged (the notes say why).
         constraint_steps: steps that reduced the gradient-norm constraint instead of the objective.
         wall_time: seconds of the whole call (data, tracing, steps, write-back); ``traces``: how
             often the compiled step was traced.
@@ -53,6 +55,7 @@ class InitReport:
     end_to_end_gain: Dict[str, float] = dataclasses.field(default_factory=dict)
     steps_run: int = 0
     stopped_early: Optional[str] = None
+    kept_start: bool = False
     constraint_steps: int = 0
     wall_time: float = 0.0
     step_time: float = float("nan")

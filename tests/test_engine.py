@@ -42,6 +42,7 @@ def short_fit(model, data, epochs=2):
 
 
 # ----------------------------------------------------------------------------- recovery
+@pytest.mark.numerics
 @pytest.mark.slow
 @pytest.mark.parametrize("bad_scale", [0.1, 3.0])
 def test_metainit_recovers_from_bad_init(bad_scale, fmnist, capsys):
@@ -63,6 +64,7 @@ def test_metainit_recovers_from_bad_init(bad_scale, fmnist, capsys):
     assert acc > bad_acc + 0.3
 
 
+@pytest.mark.numerics
 @pytest.mark.parametrize("bad_scale", [0.1, 3.0])
 def test_paper_eps_lowers_gq_at_least_twofold(bad_scale):
     model = mlp(12, 96, bad_scale, seed=1)

@@ -70,6 +70,7 @@ def test_sign_momentum_moves_norms_in_absolute_units():
     np.testing.assert_allclose((s * base).numpy(), [1.9 - 0.19, 10.1 + 0.19], rtol=1e-6)
 
 
+@pytest.mark.numerics
 def test_gradinit_lowers_lookahead_keeps_bn_stats_and_floor(fmnist):
     model = bn_net()
     stats = [v.numpy().copy() for v in model.non_trainable_variables]
@@ -93,6 +94,7 @@ def test_gradinit_constraint_steps_reduce_the_gradient_norm(fmnist):
     assert report.after["gnorm"] < report.before["gnorm"]
 
 
+@pytest.mark.numerics
 def test_gradcosine_raises_gc(fmnist):
     model = bn_net(seed=2)
     stats = [v.numpy().copy() for v in model.non_trainable_variables]
@@ -126,6 +128,7 @@ def test_grad_cosine_and_method_options_are_validated():
     assert isinstance(km.methods.get("nio"), km.methods.GradCosine)
 
 
+@pytest.mark.numerics
 @pytest.mark.slow
 @pytest.mark.parametrize("name,options", [
     ("gradinit", dict(steps=150, lr=0.1)),

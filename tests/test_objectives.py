@@ -9,6 +9,9 @@ from keras_metainit import objectives
 from keras_metainit.data import resolve_loss
 from keras_metainit.model_fn import make_loss_fn
 
+# values against references: CI runs them on both CPU kernel paths
+pytestmark = pytest.mark.numerics
+
 
 def _tiny_model(dtype="float64", seed=0):
     keras.utils.set_random_seed(seed)

@@ -50,7 +50,10 @@ def meta_initialize(
         loss: a Keras loss; default the compiled loss, else inferred from the output layer.
         steps: number of steps, overriding the method's.
         batch_size: examples per batch for data that is not batched yet (default: the method's).
-        seed: seed for shuffling and random data.
+        seed: seed for shuffling and random data. None draws one from NumPy's global
+            generator: a run repeats after ``keras.utils.set_random_seed``, like Keras's own
+            initializers. The same seed, data and model give bit-identical scales on the same
+            machine.
         verbose: ``"auto"`` (= 1), 0 silent, 1 progress bar, 2 one line per call.
         strategy: a ``tf.distribute.Strategy`` for the learned methods; default: the enclosing
             ``strategy.scope()``, else the strategy the model's variables were created under,
@@ -90,7 +93,8 @@ def meta_initialize(
             or micro_batches < 1:
         raise ValueError("Argument `micro_batches` must be an integer >= 1. "
                          f"Received: micro_batches={micro_batches!r}")
-    seed = int(np.random.SeedSequence().generate_state(1)[0] % (2**31)) if seed is None else int(seed)
+    # None: drawn from NumPy's global generator, so keras.utils.set_random_seed makes it repeat
+    seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
     dataset, description, loss_spec = data_lib.make_dataset(
         data, model, loss, batch_size=batch_size, seed=seed,
         default_batch_size=method.batch_size or data_lib.DEFAULT_BATCH_SIZE,

@@ -65,6 +65,7 @@ def rescale_adam(
     epsilon: float = 1e-8,
     min_scale: float = 0.01,
     clip: Optional[float] = 1.0,
+    normalize: bool = False,
 ) -> ScaleTransform:
     """RescaleAdam: Adam on one scale ``α_k`` per tensor, floored at ``min_scale``.
 
@@ -79,6 +80,11 @@ def rescale_adam(
         epsilon: Adam's denominator constant.
         min_scale: floor of every scale (GradInit: 0.01).
         clip: clip of the per-scale gradient; None for no clip.
+        normalize: divide the scale gradient by its global ℓ2 norm before the clip and Adam
+            (not in the reference). Adam is scale invariant except for ``epsilon``: where the
+            gradients have vanished (~1e-20 from a deep net started too small) its step is
+            ``lr·|g|/epsilon`` ≈ 0 and the scales never move; normalized, every step has the
+            same size whatever the gradient's magnitude. Zero gradients stay zero.
     """
 
     def init(scales, base_norms):
@@ -94,6 +100,8 @@ def rescale_adam(
         return step, m, v, t
 
     def update(grads, state, scales, base_norms, constraint=None):
+        if normalize:
+            grads = tf.math.divide_no_nan(grads, tf.norm(grads))
         g = grads if clip is None else tf.clip_by_value(grads, -clip, clip)
         constraint = tf.constant(False) if constraint is None else constraint
         step_o, m, v, t = _adam(g, state["m"], state["v"], state["t"])

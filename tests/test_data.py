@@ -1,0 +1,205 @@
+"""data.py: every input form and structure to the same ``(x, y)`` batches, random data for every
+input spec, no hidden rescaling, the per-output weighted loss, labels checked against the outputs."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import keras_metainit as km
+from keras_metainit import data as data_lib
+from keras_metainit.model_fn import make_loss_fn
+
+N, CLASSES, VOCAB, SEQ = 32, 10, 20, 5
+
+
+def two_in_two_out(seed=0):
+    """Image + integer tokens (through an Embedding) in; class logits + a regression value out."""
+    keras.utils.set_random_seed(seed)
+    img = keras.Input((6, 6, 2), name="image")
+    tok = keras.Input((SEQ,), dtype="int32", name="tokens")
+    h1 = keras.layers.Flatten()(keras.layers.Conv2D(3, 3, activation="relu")(img))
+    h2 = keras.layers.Flatten()(keras.layers.Embedding(VOCAB, 3)(tok))
+    h = keras.layers.Dense(12, activation="relu")(keras.layers.Concatenate()([h1, h2]))
+    cls = keras.layers.Dense(CLASSES, name="cls")(h)
+    reg = keras.layers.Dense(1, name="reg")(h)
+    return keras.Model([img, tok], [cls, reg])
+
+
+def arrays(seed=0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(N, 6, 6, 2)).astype("float32"), rng.integers(0, VOCAB, (N, SEQ)),
+            rng.integers(0, CLASSES, N), rng.normal(size=(N, 1)).astype("float32"))
+
+
+def forms():
+    """The same examples as ``model.fit`` accepts them, NumPy and tf.data."""
+    xi, xt, yc, yr = arrays()
+    sw = np.ones(N, "float32")
+    return {
+        "numpy tuple": ((xi, xt), (yc, yr)),
+        "numpy list": ([xi, xt], [yc, yr]),
+        "numpy dict": ({"image": xi, "tokens": xt}, {"cls": yc, "reg": yr}),
+        "numpy with sample weights": ([xi, xt], [yc, yr], sw),
+        "tf.data tuple": tf.data.Dataset.from_tensor_slices(((xi, xt), (yc, yr))).batch(N),
+        "tf.data dict": tf.data.Dataset.from_tensor_slices(
+            ({"image": xi, "tokens": xt}, {"cls": yc, "reg": yr})).batch(N),
+        "tf.data unbatched, sample weights": tf.data.Dataset.from_tensor_slices(
+            ((xi, xt), (yc, yr), sw)),
+    }
+
+
+def canonical(x, y):
+    """A batch as sorted rows of (image, tokens, class, target): order-free, structure-free."""
+    if isinstance(x, dict):
+        x = (x["image"], x["tokens"])
+    if isinstance(y, dict):
+        y = (y["cls"], y["reg"])
+    cols = [np.asarray(t, np.float64).reshape(N, -1) for t in (*x, *y)]
+    rows = np.concatenate(cols, axis=1)
+    return rows[np.lexsort(rows.T[::-1])]
+
+
+# ----------------------------------------------------------------------------- structures
+def test_every_structure_gives_the_same_batches():
+    model = two_in_two_out()
+    expected = None
+    for name, data in forms().items():
+        ds, desc, spec = data_lib.make_dataset(data, model, batch_size=N, seed=0)
+        x, y = next(iter(ds))
+        got = canonical(x, y)
+        if expected is None:
+            expected = got
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+        assert [o.label_kind for o in spec.outputs] == ["sparse", "regression"], name
+        assert ("sample weights ignored" in desc) == ("sample weights" in name), desc
+
+
+def test_every_structure_gives_the_same_scales():
+    """Every step sees the whole set (batch = N), so MetaInit's scales depend on the examples
+    only, not on the form or the order they come in."""
+    scales = {}
+    for name, data in forms().items():
+        model = two_in_two_out()
+        report = km.meta_initialize(model, data, method="metainit", steps=3, batch_size=N, seed=0,
+                                    verbose=0)
+        assert report.steps_run == 3
+        scales[name] = np.array(list(report.scales.values()))
+    first = next(iter(scales.values()))
+    assert np.any(np.abs(first - 1) > 1e-3)
+    for name, s in scales.items():
+        np.testing.assert_allclose(s, first, rtol=1e-5, err_msg=name)
+
+
+def test_x_only_tuple_of_a_multi_input_model_draws_labels():
+    xi, xt, _, _ = arrays()
+    model = two_in_two_out()
+    ds, desc, spec = data_lib.make_dataset((xi, xt), model, batch_size=8)
+    x, (y_cls, y_reg) = next(iter(ds))
+    assert spec.random_labels and "random" in desc
+    assert x[0].shape == (8, 6, 6, 2) and x[1].shape == (8, SEQ)
+    assert y_cls.shape == (8,) and y_reg.shape == (8, 1)
+    assert 0 <= int(tf.reduce_min(y_cls)) and int(tf.reduce_max(y_cls)) < CLASSES
+
+
+# ----------------------------------------------------------------------------- dtypes
+def test_uint8_reaches_the_model_unscaled():
+    """A model with its own Rescaling sees the raw uint8 values, as in ``model.fit``."""
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (N, 4, 4, 3), dtype=np.uint8)
+    y = rng.integers(0, 3, N)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4, 4, 3)), keras.layers.Rescaling(1 / 255),
+                              keras.layers.Flatten(), keras.layers.Dense(3)])
+    for data in ((x, y), tf.data.Dataset.from_tensor_slices((x, y)).batch(N)):
+        ds, _, spec = data_lib.make_dataset(data, model, batch_size=N)
+        xb, yb = next(iter(ds))
+        assert xb.dtype == tf.uint8
+        np.testing.assert_array_equal(np.sort(xb.numpy().ravel()), np.sort(x.ravel()))
+        loss_fn = make_loss_fn(model, spec)
+        per = loss_fn(model.trainable_variables, (xb, yb)).numpy()
+        ref = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(
+            yb, model(tf.cast(xb, tf.float32)))
+        np.testing.assert_allclose(per, ref, rtol=1e-5)
+
+
+def test_random_data_for_image_and_token_inputs():
+    model = two_in_two_out()
+    ds, desc, spec = data_lib.make_dataset(None, model, batch_size=64, seed=3)
+    (img, tok), (y_cls, y_reg) = next(iter(ds))
+    assert img.shape == (64, 6, 6, 2) and img.dtype == tf.float32
+    assert tok.shape == (64, SEQ) and tok.dtype == tf.int32
+    assert int(tf.reduce_min(tok)) == 0 and int(tf.reduce_max(tok)) == VOCAB - 1
+    assert abs(float(tf.math.reduce_std(img)) - 1) < 0.1
+    assert y_cls.shape == (64,) and int(tf.reduce_max(y_cls)) < CLASSES
+    assert y_reg.shape == (64, 1) and spec.random_labels and "tokens" in desc
+    # and the whole run works on it (the Embedding gather never sees an index out of range)
+    report = km.meta_initialize(model, None, steps=2, batch_size=16, seed=0, verbose=0)
+    assert report.steps_run == 2 and np.isfinite(report.after["gq"])
+
+
+def test_float_input_feeding_an_embedding_gets_integer_tokens():
+    model = keras.Sequential([keras.Input((7,)), keras.layers.Embedding(11, 4),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    x, _ = next(iter(data_lib.make_dataset(None, model, batch_size=256)[0]))
+    assert x.dtype == tf.float32
+    np.testing.assert_array_equal(x.numpy(), np.round(x.numpy()))
+    assert x.numpy().min() == 0 and x.numpy().max() == 10
+
+
+# ----------------------------------------------------------------------------- losses
+@pytest.mark.parametrize("structure", ["list", "dict"])
+def test_multi_output_loss_is_the_weighted_sum_of_kerass_losses(structure):
+    model = two_in_two_out()
+    losses = [keras.losses.SparseCategoricalCrossentropy(from_logits=True), "mse"]
+    weights = [0.7, 3.0]
+    if structure == "dict":
+        model.compile("sgd", dict(zip(["cls", "reg"], losses)),
+                      loss_weights=dict(zip(["cls", "reg"], weights)))
+    else:
+        model.compile("sgd", losses, loss_weights=weights)
+    xi, xt, yc, yr = arrays()
+    spec = data_lib.resolve_loss(model, x=[xi, xt], y=[yc, yr])
+    assert spec.origin == "compiled" and [o.weight for o in spec.outputs] == weights
+    per = make_loss_fn(model, spec)(model.trainable_variables, ((xi, xt), (yc, yr))).numpy()
+    assert per.shape == (N,)
+    p_cls, p_reg = model((xi, xt))
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction=None)(yc, p_cls)
+    mse = keras.losses.MeanSquaredError(reduction=None)(yr, p_reg)
+    np.testing.assert_allclose(per, 0.7 * np.asarray(ce) + 3.0 * np.asarray(mse), rtol=1e-5)
+    # its batch mean is what model.fit minimizes
+    keras_total = model.compute_loss(x=(xi, xt), y=(yc, yr), y_pred=(p_cls, p_reg))
+    np.testing.assert_allclose(per.mean(), float(keras_total), rtol=1e-5)
+
+
+def test_uncompiled_multi_output_losses_are_inferred_per_output():
+    spec = data_lib.resolve_loss(two_in_two_out())
+    assert spec.origin == "inferred"
+    assert [(o.name, o.label_kind, o.units) for o in spec.outputs] == [
+        ("cls", "sparse", CLASSES), ("reg", "regression", 1)]
+
+
+# ----------------------------------------------------------------------------- label checks
+@pytest.mark.parametrize("form", ["numpy", "tf.data"])
+def test_labels_out_of_range_are_refused_before_any_step(form):
+    model = two_in_two_out()
+    model.compile("sgd", ["sparse_categorical_crossentropy", "mse"])
+    before = [v.numpy().copy() for v in model.weights]
+    xi, xt, yc, yr = arrays()
+    yc = yc.copy()
+    yc[5] = 12
+    data = ((xi, xt), (yc, yr))
+    if form == "tf.data":
+        data = tf.data.Dataset.from_tensor_slices(data).batch(N)
+    with pytest.raises(ValueError, match=r"\[0, 9\].*width 10.*\[0, 12\]"):
+        km.meta_initialize(model, data, steps=2, batch_size=N, verbose=0)
+    for v, b in zip(model.weights, before):
+        np.testing.assert_array_equal(v.numpy(), b)
+
+
+def test_onehot_labels_of_the_wrong_width_are_refused():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    model.compile("sgd", "categorical_crossentropy")
+    x = np.zeros((8, 4), "float32")
+    y = np.eye(5, dtype="float32")[np.arange(8) % 5]
+    with pytest.raises(ValueError, match="width 3.*width 5"):
+        data_lib.make_dataset((x, y), model, batch_size=8)

@@ -66,9 +66,9 @@ class _ScaleRun:
                       if method.tunes(v) and n > 0.0]
         if not self.tuned:
             raise ValueError(
-                f"The model has no tensor for {method.name} to tune: it needs trainable tensors "
-                f"{'with ndim >= 2 ' if type(method).tunes is methods_lib.LearnedMethod.tunes else ''}"
-                f"and a nonzero norm. Trainable variables: {[v.path for v in self.variables]}"
+                f"The model has no tensor for {method.name} to tune: it needs "
+                f"{method.tunes_description} and a nonzero norm. Trainable variables: "
+                f"{[v.path for v in self.variables]}"
             )
         if skipped_zero:
             names = ", ".join(skipped_zero[:3]) + (", ..." if len(skipped_zero) > 3 else "")

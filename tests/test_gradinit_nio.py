@@ -2,10 +2,8 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import keras_metainit as km
-from keras_metainit import scale_opt
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 

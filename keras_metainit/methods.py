@@ -240,14 +240,21 @@ class ConstrainedMethod(LearnedMethod):
         gamma: the bound γ on the gradient norm.
         min_scale: floor of every scale.
         batch_size: examples per batch.
+        scale_invariant: divide the scale gradient by its global norm before RescaleAdam
+            (:func:`~keras_metainit.scale_opt.rescale_adam` ``normalize``; not in the papers).
+            With the papers' update a start whose gradients have vanished (~1e-20, a deep net
+            started too small) does not move: Adam's ε = 1e-8 swallows them. Normalized, every
+            step has the same size whatever the gradients' magnitude.
     """
 
     training = True
     tunes_description = "trainable tensors"
 
     def __init__(self, steps: int = 100, lr: float = 1e-2, gamma: float = 1.0,
-                 min_scale: float = 0.01, batch_size: int = 128):
+                 min_scale: float = 0.01, batch_size: int = 128, scale_invariant: bool = False):
         _check_steps(steps)
+        check(isinstance(scale_invariant, bool), "scale_invariant", scale_invariant, "a bool")
+        self.scale_invariant = scale_invariant
         check(is_real(lr) and lr > 0, "lr", lr, "positive")
         check(is_real(gamma) and gamma > 0, "gamma", gamma, "positive")
         check(is_real(min_scale) and min_scale >= 0, "min_scale", min_scale, ">= 0")
@@ -268,7 +275,8 @@ class ConstrainedMethod(LearnedMethod):
         return tf.where(constraint, gnorm, target), constraint
 
     def transform(self):
-        return scale_opt.rescale_adam(self.lr, min_scale=self.min_scale, clip=1.0)
+        return scale_opt.rescale_adam(self.lr, min_scale=self.min_scale, clip=1.0,
+                                      normalize=self.scale_invariant)
 
 
 class GradInit(ConstrainedMethod):
@@ -296,6 +304,8 @@ class GradInit(ConstrainedMethod):
         normalize: for ``step="sgd"``, step along ``g/‖g‖₂`` (the reference recipes'
             ``--gradinit-normalize-grad``) rather than ``g``.
         batch_size: examples in each of ``S`` and ``S̃``.
+        scale_invariant: normalize the scale gradient before RescaleAdam (not in the paper;
+            see :class:`ConstrainedMethod`).
 
     Example:
         >>> report = keras_metainit.meta_initialize(model, (x, y), method="gradinit", steps=200)
@@ -311,9 +321,9 @@ class GradInit(ConstrainedMethod):
 
     def __init__(self, steps: int = 390, lr: float = 1e-2, eta: float = 0.1, gamma: float = 1.0,
                  min_scale: float = 0.01, step: str = "sgd", overlap: float = 0.5,
-                 normalize: bool = True, batch_size: int = 128):
+                 normalize: bool = True, batch_size: int = 128, scale_invariant: bool = False):
         super().__init__(steps=steps, lr=lr, gamma=gamma, min_scale=min_scale,
-                         batch_size=batch_size)
+                         batch_size=batch_size, scale_invariant=scale_invariant)
         check(is_real(eta) and eta > 0, "eta", eta, "positive")
         check(step in ("sgd", "adam"), "step", step, "'sgd' or 'adam'")
         check(is_real(overlap) and 0 <= overlap <= 1, "overlap", overlap, "in [0, 1]")
@@ -361,6 +371,8 @@ class GradCosine(ConstrainedMethod):
         gn_weight: λ of the GN terms of the target.
         min_scale: floor of every scale (0.01).
         batch_size: examples per step.
+        scale_invariant: normalize the scale gradient before RescaleAdam (not in the paper;
+            see :class:`ConstrainedMethod`).
 
     Example:
         >>> report = keras_metainit.meta_initialize(model, (x, y), method="nio")
@@ -375,9 +387,9 @@ class GradCosine(ConstrainedMethod):
 
     def __init__(self, steps: int = 100, lr: float = 1e-2, splits: int = 4, overlap: float = 0.2,
                  gamma: float = 10.0, target: str = "gc_gn_sqrt", gn_weight: float = 1.0,
-                 min_scale: float = 0.01, batch_size: int = 128):
+                 min_scale: float = 0.01, batch_size: int = 128, scale_invariant: bool = False):
         super().__init__(steps=steps, lr=lr, gamma=gamma, min_scale=min_scale,
-                         batch_size=batch_size)
+                         batch_size=batch_size, scale_invariant=scale_invariant)
         check(is_real(splits) and splits >= 2, "splits", splits, "an integer >= 2")
         check(is_real(overlap) and 0 <= overlap < 1, "overlap", overlap, "in [0, 1)")
         check(target in ("gc", "gc_gn", "gc_gn_sqrt"), "target", target,

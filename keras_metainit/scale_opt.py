@@ -80,17 +80,19 @@ def rescale_adam(
         epsilon: Adam's denominator constant.
         min_scale: floor of every scale (GradInit: 0.01).
         clip: clip of the per-scale gradient; None for no clip.
-        normalize: divide the scale gradient by its global ℓ2 norm before the clip and Adam
-            (not in the reference). Adam is scale invariant except for ``epsilon``: where the
-            gradients have vanished (~1e-20 from a deep net started too small) its step is
-            ``lr·|g|/epsilon`` ≈ 0 and the scales never move; normalized, every step has the
-            same size whatever the gradient's magnitude. Zero gradients stay zero.
+        normalize: divide each scale's gradient by the largest magnitude it has had so far
+            before the clip and Adam (not in the reference). Adam is scale invariant except for
+            ``epsilon``: where a scale's gradients have vanished (~1e-20 for the first layers of
+            a deep net started too small) its step is ``lr·|g|/epsilon`` ≈ 0 and the scale never
+            moves. Normalized, the update of every scale is invariant to its gradient's
+            magnitude (Adam with an ``epsilon`` relative to each scale's own gradients). A
+            gradient that was always zero stays zero.
     """
 
     def init(scales, base_norms):
         z = tf.zeros_like(scales)
         return {"m": z, "v": z, "t": tf.zeros([], scales.dtype),
-                "cm": z, "cv": z, "ct": tf.zeros([], scales.dtype)}
+                "cm": z, "cv": z, "ct": tf.zeros([], scales.dtype), "r": z}
 
     def _adam(g, m, v, t):
         t = t + 1.0
@@ -100,8 +102,9 @@ def rescale_adam(
         return step, m, v, t
 
     def update(grads, state, scales, base_norms, constraint=None):
+        r = tf.maximum(state["r"], tf.abs(grads))  # each scale's largest gradient so far
         if normalize:
-            grads = tf.math.divide_no_nan(grads, tf.norm(grads))
+            grads = tf.math.divide_no_nan(grads, r)
         g = grads if clip is None else tf.clip_by_value(grads, -clip, clip)
         constraint = tf.constant(False) if constraint is None else constraint
         step_o, m, v, t = _adam(g, state["m"], state["v"], state["t"])
@@ -110,6 +113,7 @@ def rescale_adam(
         new = {
             "m": pick(state["m"], m), "v": pick(state["v"], v), "t": pick(state["t"], t),
             "cm": pick(cm, state["cm"]), "cv": pick(cv, state["cv"]), "ct": pick(ct, state["ct"]),
+            "r": r,
         }
         return tf.maximum(scales - pick(step_c, step_o), min_scale), new
 

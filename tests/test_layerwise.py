@@ -127,6 +127,20 @@ def test_singular_system_gets_a_recorded_ridge():
         layerwise.sylvester_solve(np.full((d, n), np.nan), S, lam)
 
 
+@pytest.mark.parametrize("d,k,n", [(9, 2, 50), (12, 3, 6), (5, 8, 4)])
+def test_batched_group_solve_equals_one_solve_per_group(d, k, n):
+    rng = np.random.default_rng(5)
+    X, S = rng.standard_normal((4, d, n)), rng.standard_normal((4, k, n))
+    X[2, :, -1] = X[2, :, 0]  # one group with a repeated sample (a ridge when n < k)
+    X[3] = 0.0
+    batched = layerwise.sylvester.sylvester_solve_groups(X, S, 0.7)
+    singles = [layerwise.sylvester_solve(X[g], S[g], 0.7) for g in range(4)]
+    for g, one in enumerate(singles):
+        np.testing.assert_allclose(batched.W[g], one.W, rtol=1e-6, atol=1e-8)
+    assert batched.ridge == pytest.approx(max(one.ridge for one in singles))
+    assert batched.residual == pytest.approx(max(one.residual for one in singles), abs=1e-9)
+
+
 def test_label_code():
     rng = np.random.default_rng(3)
     labels = np.repeat(np.arange(4), 5)

@@ -18,7 +18,8 @@ from keras_metainit.layerwise.activations import LayerwiseError, describe, subsa
 from keras_metainit.layerwise.kinds import stage_variance
 from keras_metainit.methods import LayerwiseMethod
 
-__all__ = ["Sylvester", "SylvesterSolution", "latent_code", "sylvester_solve", "RIDGE", "RCOND",
+__all__ = ["Sylvester", "SylvesterSolution", "latent_code", "sylvester_solve",
+           "sylvester_solve_groups", "RIDGE", "RCOND",
            "LABEL_NOISE", "LATENTS"]
 
 
@@ -184,6 +185,82 @@ def sylvester_solve(X: np.ndarray, S: np.ndarray, lam: float = 1.0) -> Sylvester
 
 
 
+def sylvester_solve_groups(X: np.ndarray, S: np.ndarray, lam: float = 1.0) -> SylvesterSolution:
+    """:func:`sylvester_solve` for ``G`` independent systems at once (a depthwise kernel).
+
+    ``SSᵀ`` and ``λXXᵀ`` are symmetric, so with their eigendecompositions ``U diag(α) Uᵀ`` and
+    ``V diag(β) Vᵀ`` the solution is ``W = U [(Uᵀ C V) / (α_i + β_j)] Vᵀ``: the same solution as
+    Bartels–Stewart, the same span path for ``n < d`` and the same ridge rule per group, in a
+    few batched calls instead of ``G`` Schur decompositions.
+
+    Args:
+        X: inputs, ``G × d × n``.
+        S: latent codes, ``G × k × n``.
+        lam: the weight ``λ ≥ 0`` of the decoding loss.
+
+    Returns:
+        A :class:`SylvesterSolution` with ``W`` of shape ``G × k × d``, the largest ridge and
+        the largest residual over the groups.
+
+    Raises:
+        ValueError: mismatched shapes, non-finite inputs, a group whose ``X`` and ``S`` are both
+            zero, or a non-finite solution.
+
+    Example:
+        >>> sol = sylvester_solve_groups(patches.transpose(1, 2, 0), codes, lam=1.0)
+    """
+    X = np.asarray(X, np.float64)
+    S = np.asarray(S, np.float64)
+    if X.ndim != 3 or S.ndim != 3 or X.shape[0] != S.shape[0] or X.shape[2] != S.shape[2]:
+        raise ValueError(f"`X` (G × d × n) and `S` (G × k × n) must share G and n. Received: "
+                         f"X.shape={X.shape}, S.shape={S.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(S))):
+        raise ValueError("`X` and `S` must be finite; they contain NaN or Inf.")
+    if lam < 0:
+        raise ValueError(f"Argument `lam` must be >= 0. Received: lam={lam!r}")
+    (_, k, n), d = S.shape, X.shape[1]
+    Xt = np.swapaxes(X, 1, 2)
+    a, c = S @ np.swapaxes(S, 1, 2), (1.0 + lam) * (S @ Xt)
+    in_span = n < d
+    b, rhs = (lam * (Xt @ X), (1.0 + lam) * S) if in_span else (lam * (X @ Xt), c)
+    alpha, u = np.linalg.eigh(a)
+    beta, v = np.linalg.eigh(b)
+    lo, hi = alpha[:, 0] + beta[:, 0], alpha[:, -1] + beta[:, -1]
+    tr = np.trace(a, axis1=1, axis2=2) / k + np.trace(b, axis1=1, axis2=2) / d
+    ridge = np.where(lo > RCOND * hi, 0.0, RIDGE * tr)
+    if np.any((lo <= RCOND * hi) & ~(ridge > 0)):
+        raise ValueError("The Sylvester system is singular and cannot be regularized: `X` and `S` "
+                         "are both zero.")
+    ut = np.swapaxes(u, 1, 2)
+    m = u @ ((ut @ rhs @ v) / (alpha[:, :, None] + beta[:, None, :] + ridge[:, None, None])) \
+        @ np.swapaxes(v, 1, 2)
+    if not np.all(np.isfinite(m)):
+        raise ValueError(f"The Sylvester solve gave a non-finite solution (ridge={ridge.max():.3g}).")
+    w = m @ Xt if in_span else m
+    lhs = a @ w + lam * ((w @ X) @ Xt)
+    c_norm = np.linalg.norm(c, axis=(1, 2))
+    residual = np.linalg.norm(lhs - c, axis=(1, 2)) / np.where(c_norm > 0, c_norm, 1.0)
+    return SylvesterSolution(w, float(ridge.max()), float(residual.max()))
+
+
+def latent_codes(latent: str, groups: int, k: int, n: int, rng: np.random.Generator,
+                 labels: Optional[np.ndarray] = None, classes: Optional[int] = None,
+                 layer_name: str = "?") -> np.ndarray:
+    """:func:`latent_code` for ``groups`` independent groups, ``(groups, k, n)`` float64 (the
+    orthogonal and random codes drawn in one batch)."""
+    if latent == "orthogonal" and n > k:
+        g = rng.standard_normal((groups, n, k))
+        g -= g.mean(axis=1, keepdims=True)
+        q, r = np.linalg.qr(g)
+        diag = np.diagonal(r, axis1=1, axis2=2)
+        q = q * np.sign(np.where(diag == 0, 1.0, diag))[:, None, :]
+        return math.sqrt(n) * np.swapaxes(q, 1, 2)
+    if latent == "random":
+        return rng.standard_normal((groups, k, n))
+    return np.stack([latent_code(latent, k, n, rng, labels=labels, classes=classes,
+                                 layer_name=layer_name) for _ in range(groups)])
+
+
 def _class_labels(y: np.ndarray, label_kind: str, units: Optional[int]) -> Tuple[np.ndarray, int]:
     """Integer classes and their number C, from labels in the loss's format."""
     if label_kind == "sparse":
@@ -337,18 +414,20 @@ class Sylvester(LayerwiseMethod):
                 warn(f"Sylvester: layer {describe(layer)} has k={k} units but the data gave only "
                      f"n={n} distinct samples: no orthogonal code exists, the random code is used.")
             labels = None if classes is None else classes[0][owner]
-            w = np.empty((stage.groups, rows.shape[2], k))
-            for g in range(stage.groups):
-                s = latent_code(latent, k, n, run.rng, labels=labels,
-                                classes=None if classes is None else classes[1],
-                                layer_name=layer.name)
-                try:
-                    sol = sylvester_solve(rows[:, g, :].T, s, self.lam)
-                except ValueError as err:
-                    raise LayerwiseError(f"Sylvester: layer {describe(layer)}: {err} The layer "
-                                         "is unchanged.") from err
-                w[g] = sol.W.T
-                ridge, residual = max(ridge, sol.ridge), max(residual, sol.residual)
+            codes = latent_codes(latent, stage.groups, k, n, run.rng, labels=labels,
+                                 classes=None if classes is None else classes[1],
+                                 layer_name=layer.name)
+            try:
+                if stage.groups == 1:
+                    sol = sylvester_solve(rows[:, 0, :].T, codes[0], self.lam)
+                    w = sol.W.T[None]
+                else:
+                    sol = sylvester_solve_groups(np.transpose(rows, (1, 2, 0)), codes, self.lam)
+                    w = np.swapaxes(sol.W, 1, 2)
+            except ValueError as err:
+                raise LayerwiseError(f"Sylvester: layer {describe(layer)}: {err} The layer "
+                                     "is unchanged.") from err
+            ridge, residual = max(ridge, sol.ridge), max(residual, sol.residual)
             if not np.all(np.isfinite(w)):
                 raise LayerwiseError(f"Sylvester: the kernel of layer {describe(layer)} is not "
                                      "finite. The layer is unchanged.")

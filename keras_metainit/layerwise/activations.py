@@ -12,7 +12,7 @@ import contextlib
 import os
 import sys
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Sequence, Tuple
+from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
 import keras
 import numpy as np

@@ -34,8 +34,8 @@ import keras
 import numpy as np
 
 from keras_metainit.layerwise.activations import (
-    LayerwiseError, conv_patches, depthwise_patches, describe, in_chunks, num_examples,
-    pooled_variance, to_numpy,
+    LayerwiseError, conv_patches, depthwise_patches, describe, in_chunks, pooled_variance,
+    to_numpy,
 )
 
 __all__ = ["Stage", "MatmulStage", "ConvStage", "DepthwiseStage", "TransposeStage", "LayerView",
@@ -502,7 +502,3 @@ def preactivation_variance(layer: keras.layers.Layer, x_in) -> float:
 def stage_variance(view: LayerView, index: int, xs: Sequence[np.ndarray], layer) -> float:
     """Variance of stage ``index``'s output over every call's input ``xs`` (current weights)."""
     return finite_variance([view.stage_inputs(x, index + 1) for x in xs], layer)
-
-
-def examples_of(xs: Sequence[np.ndarray]) -> int:
-    return sum(num_examples(x) for x in xs)

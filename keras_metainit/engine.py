@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from typing import Any, Optional, Union
+from typing import Any, List, Optional, Union
 
 import keras
 import numpy as np
@@ -46,9 +46,11 @@ def meta_initialize(
             ``tf.data.Dataset`` of ``(x, y)`` or ``x`` batches, NumPy ``(x, y)`` or ``x``, or the
             name of a TensorFlow Datasets dataset (loaded with ``download=False``).
         method: ``"metainit"``, ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"lsuv"``,
-            ``"sylvester"``, or a method object from :mod:`keras_metainit.methods`.
+            ``"sylvester"``, a method object from :mod:`keras_metainit.methods`, or a list of
+            these run in order on one report (``["lsuv", "gradinit"]``, a
+            :class:`~keras_metainit.methods.Chain`).
         loss: a Keras loss; default the compiled loss, else inferred from the output layer.
-        steps: number of steps, overriding the method's.
+        steps: number of steps, overriding the method's (every learned stage's, for a list).
         batch_size: examples per batch for data that is not batched yet (default: the method's).
         seed: seed for shuffling and random data. None draws one from NumPy's global
             generator: a run repeats after ``keras.utils.set_random_seed``, like Keras's own
@@ -95,6 +97,20 @@ def meta_initialize(
                          f"Received: micro_batches={micro_batches!r}")
     # None: drawn from NumPy's global generator, so keras.utils.set_random_seed makes it repeat
     seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
+    options = dict(loss=loss, batch_size=batch_size, seed=seed, verbose=verbose,
+                   strategy=strategy, micro_batches=int(micro_batches))
+    if not isinstance(method, methods_lib.Chain):
+        return _run_method(model, data, method, steps=steps, started=started, **options)
+    stages = [_run_method(model, data, stage, started=time.perf_counter(),
+                          steps=steps if isinstance(stage, methods_lib.LearnedMethod) else None,
+                          **options)
+              for stage in method.methods]
+    return _chain_report(method, stages, time.perf_counter() - started)
+
+
+def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_size, seed,
+                verbose, strategy, micro_batches, started) -> InitReport:
+    """One method on ``model``: resolve the data, run it, fill its report."""
     dataset, description, loss_spec = data_lib.make_dataset(
         data, model, loss, batch_size=batch_size, seed=seed,
         default_batch_size=method.batch_size or data_lib.DEFAULT_BATCH_SIZE,
@@ -128,7 +144,28 @@ def meta_initialize(
     n_steps = int(steps) if steps is not None else method.steps
     report.config["steps"] = n_steps
     return run_learned(model, method, dataset, loss_spec, n_steps, verbose, report,
-                        strategy_of(model, strategy), int(micro_batches), started)
+                       strategy_of(model, strategy), micro_batches, started)
+
+
+
+
+def _chain_report(chain: methods_lib.Chain, stages: List[InitReport], wall_time: float) -> InitReport:
+    """One report for a chain: every stage's report in ``stages``; the metrics, tensors and gain
+    of the last learned stage; the layer rows and notes of all stages."""
+    learned = [r for r in stages if r.tensors]
+    last = learned[-1] if learned else stages[-1]
+    return InitReport(
+        method=chain.name, config=chain.get_config(), loss=stages[0].loss, data=stages[0].data,
+        history=last.history, before=last.before, after=last.after, tensors=last.tensors,
+        layers=[row for r in stages for row in r.layers], end_to_end_gain=last.end_to_end_gain,
+        steps_run=sum(r.steps_run for r in stages),
+        stopped_early=next((f"{r.method}: {r.stopped_early}" for r in stages
+                            if r.stopped_early), None),
+        kept_start=all(r.kept_start for r in learned) if learned else False,
+        constraint_steps=sum(r.constraint_steps for r in stages), wall_time=wall_time,
+        step_time=last.step_time, traces=sum(r.traces for r in stages),
+        notes=[f"{r.method}: {n}" for r in stages for n in r.notes], stages=stages,
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -41,6 +41,9 @@ class InitReport:
             often the compiled step was traced.
         step_time: median seconds per step after the first (which traces and compiles).
         notes: anything the user should know (precision, skipped tensors, restorations).
+        stages: for a chain of methods (``method=["lsuv", "gradinit"]``), each stage's own
+            report, in order; the fields above then hold the last learned stage's metrics and
+            tensors and every stage's layer rows and notes.
     """
 
     method: str
@@ -61,6 +64,7 @@ class InitReport:
     step_time: float = float("nan")
     traces: int = 0
     notes: List[str] = dataclasses.field(default_factory=list)
+    stages: List["InitReport"] = dataclasses.field(default_factory=list)
 
     # ------------------------------------------------------------------ data
     def to_dict(self) -> Dict[str, Any]:
@@ -75,6 +79,11 @@ class InitReport:
     # ------------------------------------------------------------------ text
     def __str__(self) -> str:
         lines = [f"keras-metainit report: {self.method}"]
+        for i, stage in enumerate(self.stages, 1):
+            what = (f"{stage.steps_run} steps" if stage.tensors
+                    else f"{sum(str(r.get('status', '')).startswith('set') for r in stage.layers)}"
+                         f" layers set")
+            lines.append(f"  stage {i}: {stage.method}, {what}, {stage.wall_time:.2f} s")
         lines.append(f"  loss: {self.loss}")
         lines.append(f"  data: {self.data}")
         lines.append(f"  steps: {self.steps_run}" + (f" (stopped early: {self.stopped_early})"

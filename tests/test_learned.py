@@ -73,3 +73,29 @@ def test_same_seed_gives_bit_identical_scales(method, data):
         assert report.steps_run == 5
     np.testing.assert_array_equal(scales[0], scales[1])
     assert np.any(scales[0] != 1.0), "the runs should move the scales (else the test shows nothing)"
+
+
+def test_a_chain_runs_its_stages_in_order_on_one_report():
+    """LSUV then MetaInit equals LSUV, then MetaInit on LSUV's result, run by hand."""
+    rng = np.random.default_rng(1)
+    data = (rng.normal(size=(256, 784)).astype("float32"), rng.integers(0, 10, 256))
+    chained = mlp(scale=3.0)
+    report = km.meta_initialize(chained, data, method=["lsuv", km.methods.MetaInit(steps=4)],
+                                batch_size=64, seed=3, verbose=0)
+    by_hand = mlp(scale=3.0)
+    lsuv = km.meta_initialize(by_hand, data, method="lsuv", batch_size=64, seed=3, verbose=0)
+    meta = km.meta_initialize(by_hand, data, method=km.methods.MetaInit(steps=4), batch_size=64,
+                              seed=3, verbose=0)
+    for a, b in zip(chained.get_weights(), by_hand.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert report.method == "lsuv+metainit"
+    assert [s.method for s in report.stages] == ["lsuv", "metainit"]
+    assert [r["var_after"] for r in report.layers] == [r["var_after"] for r in lsuv.layers]
+    assert report.after == meta.after
+    assert list(report.scales.values()) == list(meta.scales.values())
+    assert report.steps_run == lsuv.steps_run + 4
+    assert "stage 1: lsuv" in str(report) and "stage 2: metainit" in str(report)
+    config = km.methods.serialize(km.methods.get(["lsuv", "metainit"]))
+    assert km.methods.get(config).name == "lsuv+metainit"
+    with pytest.raises(ValueError, match="list of methods"):
+        km.meta_initialize(mlp(), data, method=["lsuv", "metainit"], lr=0.1, verbose=0)

@@ -18,6 +18,7 @@ from keras import ops
 import keras_metainit as km
 
 METHODS = ["metainit", "gradinit", "gradcosine"]
+LAYERWISE = ["lsuv", "sylvester"]
 VOCAB, SEQ, CLASSES = 50, 12, 3
 
 
@@ -204,3 +205,22 @@ def test_learned_method_on_mobilenet_v3_small(method):
     model = mobilenet_v3_small()
     check_run("mobilenet_v3_small", model, method, steps=2)
     assert time.perf_counter() - started < 300
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # skipped layers: reported, not errors
+@pytest.mark.parametrize("method", LAYERWISE)
+@pytest.mark.parametrize("name", list(MODELS))
+def test_layerwise_method_on_model(name, method):
+    """LSUV and Sylvester set at least one layer (the others are skipped with a reason in the
+    report), the weights stay finite and the model still predicts."""
+    keras.utils.set_random_seed(0)
+    model = MODELS[name]()
+    data = data_for(name, model)
+    report = km.meta_initialize(model, data, method=method, batch_size=16, seed=0, verbose=0)
+    assert any(e["status"] == "set" for e in report.layers), report.layers
+    for v in model.weights:
+        assert np.all(np.isfinite(np.asarray(v.numpy(), np.float64))), v.path
+    x = data[0] if data is not None else next(iter(
+        km.data.make_dataset(None, model, batch_size=4)[0]))[0]
+    assert all(np.all(np.isfinite(p)) for p in keras.tree.flatten(model.predict(x, verbose=0)))
+

@@ -281,3 +281,21 @@ def test_every_view_is_the_layer_and_its_rows_times_its_matrices(make, shape):
         stage.assign(w)  # and the matrices write back to the same kernel
         np.testing.assert_allclose(stage.output(h), out, rtol=1e-6, atol=1e-6)
         h = out
+
+
+def test_a_model_with_a_dict_of_inputs():
+    keras.utils.set_random_seed(0)
+    a, b = keras.Input((6,), name="a"), keras.Input((4, 4, 2), name="b")
+    hb = keras.layers.Flatten()(keras.layers.Conv2D(3, 2, name="conv")(b))
+    h = keras.layers.Concatenate()([keras.layers.Dense(5, name="da")(a), hb])
+    model = keras.Model({"a": a, "b": b}, keras.layers.Dense(2, name="out")(h))
+    rng = np.random.default_rng(0)
+    x = {"a": rng.standard_normal((64, 6)).astype(np.float32),
+         "b": rng.standard_normal((64, 4, 4, 2)).astype(np.float32)}
+    data = tf.data.Dataset.from_tensors((x, np.zeros(64, np.int64))).repeat()
+    for method in (LSUV(), Sylvester()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            rows = method.run(model, data, SPARSE, seed=0)
+        assert sorted(r["name"] for r in rows) == ["conv", "da", "out"]
+        assert all(r["status"] == "set" and abs(r["var_after"] - 1) < 0.1 for r in rows)

@@ -35,8 +35,6 @@ from keras import tree
 from keras.src.trainers import compile_utils
 from keras.src.trainers.data_adapters import data_adapter_utils
 
-from keras_metainit import losses as losses_lib
-
 from keras_metainit import losses
 
 __all__ = ["LossSpec", "OutputLoss", "resolve_loss", "make_dataset", "ensure_built", "DataError"]

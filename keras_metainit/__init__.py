@@ -6,6 +6,36 @@ serialization, and adds a ``meta_initialize`` method to every ``keras.Model``
 """
 __version__ = "0.1.0"
 
+import os as _os
+import sys as _sys
+
+
+def _quiet_tensorflow_import() -> None:
+    """For the ``keras-metainit`` command only (console script or ``python -m keras_metainit``,
+    whose package import runs before ``cli.py``): TensorFlow's C++ logs off
+    (``TF_CPP_MIN_LOG_LEVEL=3`` unless set) and stderr muted while TensorFlow is first imported,
+    since its import-time lines (absl, oneDNN, ``cudart_stub``) ignore that variable."""
+    if "tensorflow" in _sys.modules or not _sys.argv or _os.path.basename(
+            _sys.argv[0]) not in ("-m", "keras-metainit", "keras-metainit.exe"):
+        return
+    _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        _sys.stderr.flush()
+        saved = _os.dup(2)
+    except (OSError, ValueError):
+        return
+    null = _os.open(_os.devnull, _os.O_WRONLY)
+    _os.dup2(null, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        _os.dup2(saved, 2)
+        _os.close(saved)
+        _os.close(null)
+
+
+_quiet_tensorflow_import()
+
 from keras_metainit import datasets, layers, methods, schedules
 from keras_metainit import engine as _engine
 from keras_metainit.diagnostics import (HealthLimits, diagnose, grad_cosine, gradient_quotient,
@@ -14,6 +44,7 @@ from keras_metainit.engine import meta_initialize
 from keras_metainit.initializers import FixupInit, WNInit, WNResNetInit
 from keras_metainit.report import InitReport
 from keras_metainit.schedules import QuadraticWarmup
+from keras_metainit import callbacks  # noqa: E402  (imports the engine)
 
 __all__ = [
     # analytic initializers, weight-normalized layers, warmup
@@ -21,8 +52,8 @@ __all__ = [
     # learned and layer-wise initialization, diagnostics
     "meta_initialize", "methods", "InitReport", "gradient_quotient", "grad_cosine",
     "diagnose", "HealthLimits", "layer_signal",
-    # data
-    "datasets",
+    # data; initialization at the start of fit
+    "datasets", "callbacks",
 ]
 
 _engine.install()

@@ -196,10 +196,11 @@ def test_learned_method_on_model(name, method):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("method", ["metainit"])
 def test_learned_method_on_mobilenet_v3_small(method):
     """MobileNetV3Small at 32x32 with its own preprocessing, on uint8 images. Measured on the
-    2-core CPU (shared): 86 s (GradInit), 100 s (MetaInit), 147 s (GradCosine), tracing most."""
+    2-core CPU (shared): 86 s (GradInit), 100 s (MetaInit), 147 s (GradCosine), tracing most;
+    CI runs MetaInit only (benchmarks/zoo.py runs every method on the large models)."""
     keras.utils.set_random_seed(0)
     model = mobilenet_v3_small()
     check_run("mobilenet_v3_small", model, method, steps=2)

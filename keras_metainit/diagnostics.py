@@ -9,7 +9,6 @@ from typing import Any, Dict, List
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_metainit import data as data_lib
 from keras_metainit import objectives
@@ -22,12 +21,13 @@ def _batch_and_loss(model, batch, loss, training=False):
     x, y = batch if isinstance(batch, (tuple, list)) else (batch, None)
     if y is None:
         raise ValueError("Diagnostics need a labelled batch `(x, y)`.")
-    x = tf.nest.map_structure(lambda a: tf.convert_to_tensor(a, keras.config.floatx())
-                              if np.asarray(a).dtype.kind == "f" else tf.convert_to_tensor(a), x)
+    x = keras.tree.map_structure(lambda a: keras.ops.convert_to_tensor(a, keras.config.floatx())
+                                 if np.asarray(a).dtype.kind == "f"
+                                 else keras.ops.convert_to_tensor(a), x)
     data_lib.ensure_built(model, x)
     spec = data_lib.resolve_loss(model, loss, x)
     params = [v.value for v in model.trainable_variables]
-    return (x, tf.convert_to_tensor(y)), _cached_loss_fn(model, spec, training), params
+    return (x, keras.ops.convert_to_tensor(y)), _cached_loss_fn(model, spec, training), params
 
 
 def _cached_loss_fn(model, spec: data_lib.LossSpec, training: bool):

@@ -143,6 +143,10 @@ def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_s
         return report
     n_steps = int(steps) if steps is not None else method.steps
     report.config["steps"] = n_steps
+    if keras.backend.backend() == "jax":
+        from keras_metainit import learned_jax
+        return learned_jax.run_learned(model, method, dataset, loss_spec, n_steps, verbose,
+                                       report, strategy, micro_batches, started)
     return run_learned(model, method, dataset, loss_spec, n_steps, verbose, report,
                        strategy_of(model, strategy), micro_batches, started)
 

@@ -28,7 +28,7 @@ from keras_metainit import shards
 from keras_metainit.model_fn import make_loss_fn
 from keras_metainit.report import InitReport, Progress
 
-__all__ = ["run_learned", "step_dataset", "strategy_of"]
+__all__ = ["run_learned", "drive", "select", "step_dataset", "strategy_of"]
 
 
 def _he_norm(shape) -> float:
@@ -39,6 +39,29 @@ def _he_norm(shape) -> float:
     """
     return math.sqrt(2.0 * shape[-1])
 
+
+
+def select(model, method: methods_lib.LearnedMethod, report: InitReport):
+    """``(variables, norms, tuned)``: the trainable variables, their norms (float64) and the
+    indices of those the method tunes (nonzero norm); zero-norm tensors are noted in the report.
+
+    Raises:
+        ValueError: no tensor to tune.
+    """
+    variables = list(model.trainable_variables)
+    norms = [float(np.linalg.norm(np.asarray(v.numpy(), np.float64))) for v in variables]
+    skipped_zero = [v.path for v, n in zip(variables, norms) if method.tunes(v) and n == 0.0]
+    tuned = [i for i, (v, n) in enumerate(zip(variables, norms)) if method.tunes(v) and n > 0.0]
+    if not tuned:
+        raise ValueError(
+            f"The model has no tensor for {method.name} to tune: it needs "
+            f"{method.tunes_description} and a nonzero norm. Trainable variables: "
+            f"{[v.path for v in variables]}"
+        )
+    if skipped_zero:
+        names = ", ".join(skipped_zero[:3]) + (", ..." if len(skipped_zero) > 3 else "")
+        report.notes.append(f"skipped {len(skipped_zero)} tensor(s) of zero norm: {names}")
+    return variables, norms, tuned
 
 
 class _ScaleRun:
@@ -58,22 +81,8 @@ class _ScaleRun:
                  size: int, strategy=None, micro_batches: int = 1):
         self.model, self.method, self.loss_fn, self.report = model, method, loss_fn, report
         self.size, self.strategy, self.micro_batches = size, strategy, micro_batches
-        self.variables = list(model.trainable_variables)
-        norms = [float(np.linalg.norm(np.asarray(v.numpy(), np.float64))) for v in self.variables]
-        skipped_zero = [v.path for v, n in zip(self.variables, norms)
-                        if method.tunes(v) and n == 0.0]
-        self.tuned = [i for i, (v, n) in enumerate(zip(self.variables, norms))
-                      if method.tunes(v) and n > 0.0]
-        if not self.tuned:
-            raise ValueError(
-                f"The model has no tensor for {method.name} to tune: it needs "
-                f"{method.tunes_description} and a nonzero norm. Trainable variables: "
-                f"{[v.path for v in self.variables]}"
-            )
-        if skipped_zero:
-            names = ", ".join(skipped_zero[:3]) + (", ..." if len(skipped_zero) > 3 else "")
-            report.notes.append(f"skipped {len(skipped_zero)} tensor(s) of zero norm: {names}")
-        self.norms = norms
+        self.variables, self.norms, self.tuned = select(model, method, report)
+        norms = self.norms
         k = len(self.tuned)
         self.base_norms = tf.constant([norms[i] for i in self.tuned], tf.float32)
         self.scales = tf.Variable(tf.ones([k]), trainable=False, name="metainit_scales")
@@ -235,7 +244,15 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
     spec = steps_ds.element_spec
     step_fn = _compiled(run.step, spec, report)
     eval_fn = _compiled(run.evaluate, spec, report)
+    return drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started)
 
+
+def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started):
+    """The run's loop, on every backend: steps, the best-scales guard, the write-back, the
+    report. ``run`` holds ``scales`` (``.numpy()``), ``write_back``, ``traces`` and the tensor
+    table's fields; ``step_fn(batches)`` returns the step's metrics with ``ok``, ``batch_ok``
+    and ``constraint``; ``eval_fn(batches)`` returns ``(value, constraint, metrics, batch_ok)``.
+    """
     probe = next(it)  # the fixed batch every candidate is scored on
     guard = _BestScales(eval_fn, probe, run.scales, steps)
     report.before = guard.before
@@ -248,7 +265,7 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
         batches = probe
         for t in range(steps):
             t0 = time.perf_counter()
-            out = {n: v.numpy() for n, v in step_fn(batches).items()}
+            out = {n: np.asarray(v) for n, v in step_fn(batches).items()}
             step_times.append(time.perf_counter() - t0)
             if not out["batch_ok"]:
                 bad_data = True

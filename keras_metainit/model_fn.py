@@ -8,6 +8,7 @@ from typing import List
 import keras
 import tensorflow as tf
 
+from keras_metainit import autodiff as ad
 from keras_metainit import data as data_lib
 
 __all__ = ["make_loss_fn", "noise_off", "float32_compute", "all_layers", "lower_precision_policies"]
@@ -91,6 +92,8 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
     convolutions with bias.
     """
     non_trainable = model.non_trainable_variables
+    # the loss head, written once with TensorFlow ops; on JAX called through the seam
+    loss_head = ad.tensorflow_function(loss_spec.per_example)
 
     takes_training = getattr(model, "_call_has_training_arg", True)
 
@@ -105,14 +108,18 @@ def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
                            + list(zip(model.non_trainable_variables, non_trainable)))
                 with keras.StatelessScope(state_mapping=mapping):
                     y_pred = model(x, training=training)
-        return loss_spec.per_example(y, y_pred)
+        return loss_head(y, y_pred)
 
+    examples_independent = not (
+        training and any(isinstance(layer, keras.layers.BatchNormalization)
+                         for layer in all_layers(model)))
+    if ad.BACKEND != "tensorflow":  # JAX: compiled with the whole step by jax.jit
+        per_example_loss.examples_independent = examples_independent
+        return per_example_loss
     # reduce_retracing: chunks of different sizes (GradCosine) share one trace
     compiled = tf.function(per_example_loss, reduce_retracing=True,
                            experimental_attributes={"_noinline": True})
     # Whether examples are independent: no layer computes batch statistics in this mode.
-    compiled.examples_independent = not (
-        training and any(isinstance(layer, keras.layers.BatchNormalization)
-                         for layer in all_layers(model)))
+    compiled.examples_independent = examples_independent
     return compiled
 

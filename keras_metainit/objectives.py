@@ -8,18 +8,22 @@ Every batch statistic is a part's contribution, normalized by the whole batch, s
 ``shard.total``, so the values do not depend on the split (:mod:`keras_metainit.shards`). No
 model state is read or written here, so every function can be differentiated again (the engine
 differentiates them with respect to per-tensor scales), checked against a float64 reference, and
-run inside ``tf.function`` and ``strategy.run``.
+run inside ``tf.function`` and ``strategy.run`` or ``jax.jit``.
 
-Nested ``tf.GradientTape`` note: ``tf.stop_gradient`` blocks every tape, outer ones included, so it
-is used only where no derivative is wanted by any tape (the sign in the gradient quotient, the
-direction of GradInit's look-ahead step).
+Written once for every backend: derivatives through :mod:`keras_metainit.autodiff` (a gradient
+there stays differentiable by an outer derivative), arithmetic through ``keras.ops``. A
+stop-gradient blocks every derivative, outer ones included, so it is used only where none is
+wanted (the sign in the gradient quotient, the direction of GradInit's look-ahead step).
 """
 from __future__ import annotations
 
-from typing import Callable, List, Sequence, Tuple
+import math
+from typing import Any, Callable, List, Sequence, Tuple
 
-import tensorflow as tf
+import keras
+from keras import ops
 
+from keras_metainit import autodiff as ad
 from keras_metainit.shards import whole
 
 __all__ = [
@@ -31,23 +35,32 @@ __all__ = [
     "lookahead_loss",
 ]
 
-PerExampleLoss = Callable[[Sequence[tf.Tensor], tuple], tf.Tensor]
-
-_ZERO = tf.UnconnectedGradients.ZERO
-
-
-def _sum_sq(tensors) -> tf.Tensor:
-    return tf.add_n([tf.reduce_sum(tf.square(t)) for t in tensors])
+Tensor = Any  # a backend tensor (tf.Tensor, jax.Array)
+PerExampleLoss = Callable[[Sequence[Tensor], tuple], Tensor]
 
 
-def _dense(grads):
-    return [tf.convert_to_tensor(g) for g in grads]  # IndexedSlices (embeddings) to dense
+def _add_n(terms):
+    total = terms[0]
+    for t in terms[1:]:
+        total = total + t
+    return total
 
 
-def gradient(per_example_loss: PerExampleLoss, params: List[tf.Tensor], batch) -> Tuple[tf.Tensor, list]:
+def _sum_sq(tensors) -> Tensor:
+    return _add_n([ops.sum(ops.square(t)) for t in tensors])
+
+
+def _count(t, dtype):
+    """Number of elements of ``t`` (static when the shape is known)."""
+    if all(d is not None for d in t.shape):
+        return float(math.prod(t.shape))
+    return ops.cast(ops.size(t), dtype)  # embedding gradients of unknown size
+
+
+def gradient(per_example_loss: PerExampleLoss, params: List[Tensor], batch) -> Tuple[Tensor, list]:
     """Mean loss over the batch and its gradient with respect to ``params``.
 
-    The gradient stays differentiable by any tape watching ``params`` from outside.
+    The gradient stays differentiable by any outer derivative with respect to ``params``.
 
     Args:
         per_example_loss: ``per_example_loss(params, (x, y)) -> (B,)``.
@@ -58,16 +71,14 @@ def gradient(per_example_loss: PerExampleLoss, params: List[tf.Tensor], batch) -
         ``(loss, grads)``.
     """
     shard = whole(batch)
-    with tf.GradientTape() as tape:
-        tape.watch(params)
-        part = shard.mean(per_example_loss(params, shard.batch))
-    grads = _dense(tape.gradient(part, params, unconnected_gradients=_ZERO))
+    part, grads = ad.value_and_grad(
+        lambda p: shard.mean(per_example_loss(p, shard.batch)), params)
     return shard.total((part, grads))
 
 
 def gradient_quotient(
-    per_example_loss: PerExampleLoss, params: List[tf.Tensor], batch, eps: float = 1e-5
-) -> Tuple[tf.Tensor, tf.Tensor]:
+    per_example_loss: PerExampleLoss, params: List[Tensor], batch, eps: float = 1e-5
+) -> Tuple[Tensor, Tensor]:
     """Gradient quotient of MetaInit (Dauphin & Schoenholz 2019, eq. 1, first-order form).
 
     ``GQ = mean_i | (g_i - (Hg)_i) / (g_i + eps * sign(g_i)) - 1 |`` over every scalar of every
@@ -75,19 +86,21 @@ def gradient_quotient(
     ``sign(0) = +1`` held constant.
 
     Returns:
-        ``(gq, loss)``; ``gq`` is differentiable by an outer tape (third order overall).
+        ``(gq, loss)``; ``gq`` is differentiable by an outer derivative (third order overall).
     """
     shard = whole(batch)
-    with tf.GradientTape() as outer:
-        outer.watch(params)
-        loss, g = gradient(per_example_loss, params, shard)
-        half_sq = 0.5 * _sum_sq(g)
-    hg = shard.total(_dense(outer.gradient(half_sq, params, unconnected_gradients=_ZERO)))
+
+    def half_sq(p):
+        loss, g = gradient(per_example_loss, p, shard)
+        return 0.5 * _sum_sq(g), (loss, g)
+
+    (_, (loss, g)), hg = ad.value_and_grad(half_sq, params, has_aux=True)
+    hg = shard.total(hg)
     total, count = 0.0, 0.0
     for gi, hi in zip(g, hg):
-        sign = tf.stop_gradient(tf.where(gi >= 0, tf.ones_like(gi), -tf.ones_like(gi)))
-        total += tf.reduce_sum(tf.abs((gi - hi) / (gi + eps * sign) - 1.0))
-        count += tf.cast(tf.size(gi), gi.dtype)  # static or not (embedding gradients)
+        sign = ad.stop_gradient(ops.where(gi >= 0, ops.ones_like(gi), -ops.ones_like(gi)))
+        total += ops.sum(ops.abs((gi - hi) / (gi + eps * sign) - 1.0))
+        count += _count(gi, gi.dtype)
     return total / count, loss
 
 
@@ -115,12 +128,12 @@ def chunk_bounds(batch_size: int, splits: int = 4, overlap: float = 0.2) -> List
 
 def grad_cosine(
     per_example_loss: PerExampleLoss,
-    params: List[tf.Tensor],
+    params: List[Tensor],
     batch,
     splits: int = 4,
     overlap: float = 0.2,
     examples_independent: bool = False,
-) -> Tuple[tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor]:
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """GradCosine of NIO (Yang et al. 2022), batch version with overlapping chunks.
 
     ``GC = Σ_{i≠j} <g_i, g_j> / (‖g_i‖‖g_j‖) / (D² − D)`` where ``g_i`` is the gradient of the
@@ -132,64 +145,70 @@ def grad_cosine(
 
     Returns:
         ``(gc, gn, norms, loss)``: the cosine, ``GN = mean_i ‖g_i‖``, the ``(D,)`` chunk-gradient
-        norms and the batch's mean loss, all differentiable by an outer tape.
+        norms and the batch's mean loss, all differentiable by an outer derivative.
     """
     shard = whole(batch)
     bounds = chunk_bounds(shard.size, splits, overlap)
     n, offset = shard.length, shard.offset
     static = isinstance(offset, int)
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(params)
+    present: List[int] = []  # the chunks with examples in this part (known when traced)
+
+    def chunks(p):
         if examples_independent and static:
             # Each chunk's examples of this part run forward on their own (slices are static).
             parts, loss_part, covered = [], 0.0, offset
-            for lo, hi in bounds:
+            for k, (lo, hi) in enumerate(bounds):
                 a, b = min(max(lo - offset, 0), n), min(max(hi - offset, 0), n)
                 if b <= a:
-                    parts.append(None)
-                    continue
-                per = per_example_loss(params, tf.nest.map_structure(lambda t: t[a:b], shard.batch))
-                parts.append(tf.reduce_sum(per) / (hi - lo))
+                    continue  # no example of the chunk here
+                per = per_example_loss(p, keras.tree.map_structure(lambda t: t[a:b], shard.batch))
+                parts.append(ops.sum(per) / (hi - lo))
+                present.append(k)
                 new = max(covered - offset, a)  # each example counted once, in its first chunk
-                loss_part += tf.reduce_sum(per[new - a:])
+                loss_part += ops.sum(per[new - a:])
                 covered = offset + b
         else:
-            per = per_example_loss(params, shard.batch)
-            position = offset + tf.range(n)
+            per = per_example_loss(p, shard.batch)
+            position = offset + ops.arange(n)
             parts = []
-            for lo, hi in bounds:
-                inside = tf.cast((position >= lo) & (position < hi), per.dtype)
-                parts.append(tf.reduce_sum(inside * per) / (hi - lo))
-            loss_part = tf.reduce_sum(per)
-    part_grads = [[tf.zeros_like(p) for p in params] if c is None  # no example of the chunk here
-                  else _dense(tape.gradient(c, params, unconnected_gradients=_ZERO)) for c in parts]
-    del tape
+            for k, (lo, hi) in enumerate(bounds):
+                inside = ops.cast(ops.logical_and(position >= lo, position < hi), per.dtype)
+                parts.append(ops.sum(inside * per) / (hi - lo))
+                present.append(k)
+            loss_part = ops.sum(per)
+        return parts, loss_part
+
+    (_, loss_part), found = ad.values_and_grads(chunks, params, has_aux=True)
+    by_chunk = dict(zip(present, found))
+    part_grads = [by_chunk.get(k) or [ops.zeros_like(p) for p in params]
+                  for k in range(len(bounds))]
     loss, grads = shard.total((shard.mean(loss_part), part_grads))
-    flat = tf.stack([tf.concat([tf.reshape(g, [-1]) for g in gs], 0) for gs in grads])  # (D, P)
-    norms = tf.sqrt(tf.reduce_sum(tf.square(flat), axis=1))
+    flat = ops.stack([ops.concatenate([ops.reshape(g, [-1]) for g in gs], 0)
+                      for gs in grads])  # (D, P)
+    norms = ops.sqrt(ops.sum(ops.square(flat), axis=1))
     unit = flat / norms[:, None]
-    gram = tf.matmul(unit, unit, transpose_b=True)
+    gram = ops.matmul(unit, ops.transpose(unit))
     d = float(splits)
-    gc = (tf.reduce_sum(gram) - tf.linalg.trace(gram)) / (d * d - d)
-    return gc, tf.reduce_mean(norms), norms, loss
+    gc = (ops.sum(gram) - ops.trace(gram)) / (d * d - d)
+    return gc, ops.mean(norms), norms, loss
 
 
-def gradient_norm(grads, ord: int = 2) -> tf.Tensor:
+def gradient_norm(grads, ord: int = 2) -> Tensor:
     """Global norm of a list of gradients: ℓ2 (``ord=2``) or ℓ1 (``ord=1``)."""
     if ord == 1:
-        return tf.add_n([tf.reduce_sum(tf.abs(g)) for g in grads])
-    return tf.sqrt(_sum_sq(grads))
+        return _add_n([ops.sum(ops.abs(g)) for g in grads])
+    return ops.sqrt(_sum_sq(grads))
 
 
 def lookahead_loss(
     per_example_loss: PerExampleLoss,
-    params: List[tf.Tensor],
-    grads: List[tf.Tensor],
+    params: List[Tensor],
+    grads: List[Tensor],
     batch,
     eta: float = 0.1,
     step: str = "sgd",
     normalize: bool = True,
-) -> tf.Tensor:
+) -> Tensor:
     """GradInit's objective: the loss on ``batch`` after one optimizer step, divided by ``eta``.
 
     ``L(S̃; θ − η·A[g]) / η`` with ``A[g] = g/‖g‖₂`` (``step="sgd"``, ``normalize=True``), ``g``
@@ -200,13 +219,13 @@ def lookahead_loss(
         The scalar objective.
     """
     if step == "adam":
-        direction = [tf.sign(g) for g in grads]
+        direction = [ops.sign(g) for g in grads]
     elif normalize:
         gn = gradient_norm(grads, 2)
         direction = [g / gn for g in grads]
     else:
         direction = list(grads)
-    direction = [tf.stop_gradient(d) for d in direction]
+    direction = [ad.stop_gradient(d) for d in direction]
     stepped = [p - eta * d for p, d in zip(params, direction)]
     shard = whole(batch)
     return shard.total(shard.mean(per_example_loss(stepped, shard.batch))) / eta

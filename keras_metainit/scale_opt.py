@@ -10,13 +10,14 @@ returns the new scales and the new state. The engine owns the state (as variable
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
 
-import tensorflow as tf
+from keras import ops
 
 __all__ = ["ScaleTransform", "sign_momentum", "rescale_adam"]
 
-State = Dict[str, tf.Tensor]
+Tensor = Any  # a backend tensor
+State = Dict[str, Tensor]
 
 
 class ScaleTransform(NamedTuple):
@@ -29,8 +30,8 @@ class ScaleTransform(NamedTuple):
             (GradInit's and NIO's gradient-norm bound) instead of the objective.
     """
 
-    init: Callable[[tf.Tensor, tf.Tensor], State]
-    update: Callable[..., Tuple[tf.Tensor, State]]
+    init: Callable[[Tensor, Tensor], State]
+    update: Callable[..., Tuple[Tensor, State]]
 
 
 def sign_momentum(lr: float = 0.1, momentum: float = 0.9, min_norm: float = 1e-3) -> ScaleTransform:
@@ -47,12 +48,12 @@ def sign_momentum(lr: float = 0.1, momentum: float = 0.9, min_norm: float = 1e-3
     """
 
     def init(scales, base_norms):
-        return {"m": tf.zeros_like(scales)}
+        return {"m": ops.zeros_like(scales)}
 
     def update(grads, state, scales, base_norms, constraint=None):
         # s > 0, so sign(∂J/∂‖W‖) = sign(∂J/∂s).
-        m = momentum * state["m"] - lr * tf.sign(grads)
-        norms = tf.maximum(scales * base_norms + m, min_norm * base_norms)
+        m = momentum * state["m"] - lr * ops.sign(grads)
+        norms = ops.maximum(scales * base_norms + m, min_norm * base_norms)
         return norms / base_norms, {"m": m}
 
     return ScaleTransform(init, update)
@@ -90,31 +91,31 @@ def rescale_adam(
     """
 
     def init(scales, base_norms):
-        z = tf.zeros_like(scales)
-        return {"m": z, "v": z, "t": tf.zeros([], scales.dtype),
-                "cm": z, "cv": z, "ct": tf.zeros([], scales.dtype), "r": z}
+        z = ops.zeros_like(scales)
+        return {"m": z, "v": z, "t": ops.zeros([], scales.dtype),
+                "cm": z, "cv": z, "ct": ops.zeros([], scales.dtype), "r": z}
 
     def _adam(g, m, v, t):
         t = t + 1.0
         m = beta_1 * m + (1.0 - beta_1) * g
-        v = beta_2 * v + (1.0 - beta_2) * tf.square(g)
-        step = (lr / (1.0 - beta_1**t)) * m / (tf.sqrt(v / (1.0 - beta_2**t)) + epsilon)
+        v = beta_2 * v + (1.0 - beta_2) * ops.square(g)
+        step = (lr / (1.0 - beta_1**t)) * m / (ops.sqrt(v / (1.0 - beta_2**t)) + epsilon)
         return step, m, v, t
 
     def update(grads, state, scales, base_norms, constraint=None):
-        r = tf.maximum(state["r"], tf.abs(grads))  # each scale's largest gradient so far
+        r = ops.maximum(state["r"], ops.abs(grads))  # each scale's largest gradient so far
         if normalize:
-            grads = tf.math.divide_no_nan(grads, r)
-        g = grads if clip is None else tf.clip_by_value(grads, -clip, clip)
-        constraint = tf.constant(False) if constraint is None else constraint
+            grads = ops.divide_no_nan(grads, r)
+        g = grads if clip is None else ops.clip(grads, -clip, clip)
+        constraint = False if constraint is None else constraint
         step_o, m, v, t = _adam(g, state["m"], state["v"], state["t"])
         step_c, cm, cv, ct = _adam(g, state["cm"], state["cv"], state["ct"])
-        pick = lambda c, o: tf.where(constraint, c, o)  # noqa: E731
+        pick = lambda c, o: ops.where(constraint, c, o)  # noqa: E731
         new = {
             "m": pick(state["m"], m), "v": pick(state["v"], v), "t": pick(state["t"], t),
             "cm": pick(cm, state["cm"]), "cv": pick(cv, state["cv"]), "ct": pick(ct, state["ct"]),
             "r": r,
         }
-        return tf.maximum(scales - pick(step_c, step_o), min_scale), new
+        return ops.maximum(scales - pick(step_c, step_o), min_scale), new
 
     return ScaleTransform(init, update)

@@ -30,15 +30,22 @@ another (each waits for the previous one's result), so only one part's activatio
 a time: that is what micro-batches are for. The result equals the single-part computation up to
 floating-point summation order; it costs about twice the direct step.
 
+The staged run needs a tape that can hide a computation from itself while tapes inside it record
+it, so it lives with TensorFlow's autodiff (:func:`keras_metainit.autodiff.tensorflow.staged`).
+On JAX the batch is held in one part: under a ``keras.distribution`` layout the compiled step
+sees the whole batch and XLA sums the replicas' contributions itself, exactly.
+
 Models whose layers mix examples (``BatchNormalization`` on batch statistics, used by GradInit
 and GradCosine) see each part's own statistics, as Keras's training does under a strategy.
 """
 from __future__ import annotations
 
-import contextlib
 from typing import Any, Callable, List, NamedTuple, Optional, Sequence, Tuple, Union
 
-import tensorflow as tf
+import keras
+from keras import ops
+
+from keras_metainit import autodiff as ad
 
 __all__ = ["Shard", "whole", "split", "value_and_grad", "values"]
 
@@ -60,22 +67,22 @@ class Shard(NamedTuple):
     """
 
     batch: Any
-    offset: Union[int, tf.Tensor]
+    offset: Union[int, Any]
     size: int
     total: Callable[[Any], Any] = _identity
 
     def mean(self, values: tf.Tensor) -> tf.Tensor:
         """This part's contribution to the whole batch's mean of per-example ``values``."""
-        return tf.reduce_sum(values) / self.size
+        return ops.sum(values) / self.size
 
     @property
     def length(self) -> int:
         """Number of examples in this part (static)."""
-        return int(tf.nest.flatten(self.batch)[0].shape[0])
+        return int(keras.tree.flatten(self.batch)[0].shape[0])
 
 
 def _batch_size(batch) -> int:
-    n = tf.nest.flatten(batch)[0].shape[0]
+    n = keras.tree.flatten(batch)[0].shape[0]
     if n is None:
         raise ValueError("Objectives need batches of static size.")
     return int(n)
@@ -88,7 +95,7 @@ def whole(batch) -> Shard:
     return Shard(batch, 0, _batch_size(batch), _identity)
 
 
-def split(batch, parts: int, offset: Union[int, tf.Tensor] = 0) -> List[Tuple[Any, Any]]:
+def split(batch, parts: int, offset: Union[int, Any] = 0) -> List[Tuple[Any, Any]]:
     """Split a batch into ``parts`` equal, contiguous ``(batch, offset)`` pieces.
 
     Args:
@@ -107,105 +114,37 @@ def split(batch, parts: int, offset: Union[int, tf.Tensor] = 0) -> List[Tuple[An
                          "choose a batch size that is a multiple of the number of parts "
                          "(micro-batches × replicas).")
     m = n // parts
-    return [(tf.nest.map_structure(lambda t, i=i: t[i * m:(i + 1) * m], batch), offset + i * m)
+    return [(keras.tree.map_structure(lambda t, i=i: t[i * m:(i + 1) * m], batch), offset + i * m)
             for i in range(parts)]
 
 
 # ----------------------------------------------------------------------------------------------
-# The staged run
+# The objective over the parts
 # ----------------------------------------------------------------------------------------------
-class _Stop(Exception):
-    """Raised (at trace time) by ``total`` at the first total that is not known yet."""
-
-    def __init__(self, contribution):
-        super().__init__("stage boundary")
-        self.contribution = contribution
+Objective = Callable[[Any, Tuple[Shard, ...]], Tuple[Any, Any, dict]]
+Part = Tuple[Tuple[Any, ...], Union[int, Any]]  # (the step's batches, offset)
 
 
-class _Replay:
-    """``total`` of a part in a staged run: the known totals, then a stop."""
+def _runner(fn: Objective, size: int):
+    """``call(s, part, total)``: ``fn`` on one part, its batches read through :class:`Shard`."""
 
-    def __init__(self, known: Sequence[Any], tape: Optional[tf.GradientTape] = None):
-        self.known, self.tape, self.calls = list(known), tape, 0
+    def call(s, part: Part, total):
+        return fn(s, tuple(Shard(b, part[1], size, total) for b in part[0]))
 
-    def __call__(self, contribution):
-        i, self.calls = self.calls, self.calls + 1
-        if i >= len(self.known):
-            raise _Stop(contribution)
-        hide = self.tape.stop_recording() if self.tape is not None else contextlib.nullcontext()
-        with hide:  # the stage's tape sees the known total only; inner tapes see the part
-            own = tf.nest.map_structure(lambda c: c - tf.stop_gradient(c), contribution)
-        return tf.nest.map_structure(tf.add, self.known[i], own)
+    return call
 
 
-def _add(a, b):
-    return b if a is None else tf.nest.map_structure(tf.add, a, b)
+def _staged():
+    if ad.BACKEND != "tensorflow":
+        raise NotImplementedError(
+            f"A batch in several parts (micro-batches, tf.distribute replicas) needs the "
+            f"TensorFlow backend; on {ad.BACKEND!r} pass micro_batches=1 (a keras.distribution "
+            "layout splits the batch over devices by itself).")
+    from keras_metainit.autodiff import tensorflow as tf_ad
+    return tf_ad
 
 
-def _after(deps, tree):
-    """``tree`` (identity), computed only after ``deps``: parts run one after another."""
-    deps = [d for d in tf.nest.flatten(deps) if d is not None]
-    if not deps:
-        return tree
-    with tf.control_dependencies(deps):
-        return tf.nest.map_structure(tf.identity, tree)
-
-
-Objective = Callable[[tf.Tensor, Tuple[Shard, ...]], Tuple[tf.Tensor, tf.Tensor, dict]]
-Part = Tuple[Tuple[Any, ...], Union[int, tf.Tensor]]  # (the step's batches, offset)
-
-
-def _call(fn: Objective, s, part: Part, size: int, total, after=None):
-    """``fn`` on one part, started only after ``after``.
-
-    The scales and the batch both wait for ``after``: every run of every part is then a distinct
-    computation that starts when the previous one is done, so TensorFlow neither runs parts side
-    by side nor merges a recomputation with an earlier run (which would keep that run's
-    activations alive), and parameter-sized tensors of later parts are not made in advance.
-    """
-    s, batches = _after(after, (s, part[0]))
-    return fn(s, tuple(Shard(b, part[1], size, total) for b in batches))
-
-
-def _contribution(fn: Objective, s, part: Part, size: int, replay: _Replay, after=None):
-    """The part's contribution to the first total ``replay`` does not know."""
-    try:
-        _call(fn, s, part, size, replay, after)
-    except _Stop as stop:
-        return stop.contribution
-    raise RuntimeError("The parts of a batch made different `total` calls.")
-
-
-def _forward(fn: Objective, s, parts: Sequence[Part], size: int, across, watch: bool):
-    """Stage by stage until a run completes; returns (known totals, outputs, ∂value/∂(s, T))."""
-    known: List[Any] = []
-    while True:
-        after = known[-1] if known else None
-        tape = tf.GradientTape(watch_accessed_variables=False) if watch else None
-        try:
-            with tape if tape is not None else contextlib.nullcontext():
-                if tape is not None:
-                    tape.watch(s)
-                    tape.watch(known)
-                out = _call(fn, s, parts[0], size, _Replay(known, tape), after)
-        except _Stop as stop:
-            acc = stop.contribution
-            for part in parts[1:]:
-                acc = _add(acc, _contribution(fn, s, part, size, _Replay(known), acc))
-            known.append(across(acc))
-            continue
-        if not known and (len(parts) > 1 or across is not _identity):
-            raise ValueError("The objective made no `shard.total` call, so its value cannot be "
-                             "summed over replicas or micro-batches; write its batch "
-                             "statistics as contributions passed through `shard.total`.")
-        bars = None
-        if tape is not None:
-            bars = tape.gradient(out[0], [s, known],
-                                 unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return known, out, bars
-
-
-def value_and_grad(fn: Objective, s: tf.Tensor, parts: Sequence[Part], size: int,
+def value_and_grad(fn: Objective, s, parts: Sequence[Part], size: int,
                    across: Optional[Callable[[Any], Any]] = None):
     """The objective and its gradient with respect to the scales ``s``.
 
@@ -221,39 +160,21 @@ def value_and_grad(fn: Objective, s: tf.Tensor, parts: Sequence[Part], size: int
     Returns:
         ``(value, grad, constraint, metrics)``, the same on every replica.
     """
+    call = _runner(fn, size)
     if len(parts) == 1 and across is None:
-        with tf.GradientTape(watch_accessed_variables=False) as tape:
-            tape.watch(s)
-            value, constraint, metrics = _call(fn, s, parts[0], size, _identity)
-        grad = tape.gradient(value, s, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        def packed(s_):
+            value, constraint, metrics = call(s_, parts[0], _identity)
+            return value, (constraint, metrics)
+
+        (value, (constraint, metrics)), grad = ad.value_and_grad(packed, s, has_aux=True)
         return value, grad, constraint, metrics
-    across = across or _identity
-    known, (value, constraint, metrics), (grad, bars) = _forward(fn, s, parts, size, across, True)
-    for k in reversed(range(len(known))):
-        grad_k, bars_k = None, None
-        for part in parts:
-            with tf.GradientTape(watch_accessed_variables=False) as tape:
-                tape.watch(s)
-                tape.watch(known[:k])
-                after = bars[k] if grad_k is None else (grad_k, bars_k)
-                contribution = _contribution(fn, s, part, size, _Replay(known[:k], tape), after)
-            g_s, g_known = tape.gradient(
-                contribution, [s, known[:k]], output_gradients=bars[k],
-                unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            grad_k, bars_k = _add(grad_k, g_s), _add(bars_k, g_known)
-        if k:
-            grad_k, bars_k = across((grad_k, bars_k))
-            bars = _add(bars[:k], bars_k) + bars[k:]
-        else:
-            grad_k = across(grad_k)
-        grad = grad + grad_k
-    return value, grad, constraint, metrics
+    return _staged().staged_value_and_grad(call, s, parts, across)
 
 
-def values(fn: Objective, s: tf.Tensor, parts: Sequence[Part], size: int,
+def values(fn: Objective, s, parts: Sequence[Part], size: int,
            across: Optional[Callable[[Any], Any]] = None):
     """The objective's ``(value, constraint, metrics)`` without a gradient."""
+    call = _runner(fn, size)
     if len(parts) == 1 and across is None:
-        return _call(fn, s, parts[0], size, _identity)
-    _, out, _ = _forward(fn, s, parts, size, across or _identity, False)
-    return out
+        return call(s, parts[0], _identity)
+    return _staged().staged_values(call, s, parts, across)

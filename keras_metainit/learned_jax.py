@@ -1,0 +1,169 @@
+"""The learned-method runner on Keras's JAX backend: the same objectives, scale updates, guard and
+write-back as :mod:`keras_metainit.learned`, with the step compiled once by ``jax.jit``.
+
+The objective is the method's own (:mod:`keras_metainit.objectives`, written once for every
+backend); its gradient with respect to the scales is a third derivative for MetaInit, taken by
+nested JAX transforms through ``model.stateless_call`` (:mod:`keras_metainit.autodiff`). The scales
+and the update's state are a pytree carried from step to step; the trainable weights at the start
+are an argument of the compiled step, not constants baked into it. The loop, the best-scales guard
+(scored by the method's objective on a fixed probe batch, never worse than the start) and the
+write-back are :func:`keras_metainit.learned.drive`, shared with TensorFlow.
+
+Data: the ``tf.data`` pipeline of :mod:`keras_metainit.data` is iterated on the host and each
+step's batches are handed to the compiled step as NumPy arrays. Under a ``keras.distribution``
+(``DataParallel``) the batches are laid out over its devices along the batch axis and the step
+runs as one SPMD program: XLA sums every statistic over the whole batch, so the scales are those
+of one device. ``tf.distribute`` strategies and ``micro_batches`` need the TensorFlow backend.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+from keras import ops
+
+from keras_metainit import learned, shards
+from keras_metainit.model_fn import make_loss_fn
+
+__all__ = ["run_learned"]
+
+
+class _Scales:
+    """The current scales, read like the TensorFlow runner's variable (``.numpy()``)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self.value)
+
+
+class _JaxScaleRun:
+    """State and compiled functions of one learned-method run on JAX.
+
+    Args:
+        model: the model.
+        method: the learned method.
+        loss_fn: the per-example loss (:func:`~keras_metainit.model_fn.make_loss_fn`).
+        report: the report being filled.
+        size: examples per batch of the step.
+        layout: a ``jax.sharding.Sharding`` for the batches (data parallel), or None.
+    """
+
+    def __init__(self, model, method, loss_fn, report, size: int, layout=None):
+        self.model, self.method, self.loss_fn, self.size = model, method, loss_fn, size
+        self.variables, self.norms, self.tuned = learned.select(model, method, report)
+        self.base_norms = jnp.asarray([self.norms[i] for i in self.tuned], jnp.float32)
+        self.transform = method.transform()
+        k = len(self.tuned)
+        self.scales = _Scales(jnp.ones([k], jnp.float32))
+        self.state = self.transform.init(self.scales.value, self.base_norms)
+        self.layout = layout
+        self.traces = 0
+        self._step = jax.jit(self._step_fn)
+        self._eval = jax.jit(self._eval_fn)
+
+    # -- pure functions of (scales, state, weights, batches), compiled once --------------------
+    def params_at(self, scales, weights):
+        params = list(weights)
+        for j, i in enumerate(self.tuned):
+            params[i] = ops.cast(scales[j], params[i].dtype) * params[i]
+        return params
+
+    def _objective(self, weights):
+        def objective(s, shards_):
+            out = self.method.objective(self.loss_fn, self.params_at(s, weights), shards_)
+            # constants a method made with TensorFlow (MetaInit's constraint: False) as arrays
+            return keras.tree.map_structure(ops.convert_to_tensor, out)
+
+        return objective
+
+    @staticmethod
+    def _batch_ok(batches):
+        floats = [t for t in jax.tree_util.tree_leaves(batches)
+                  if jnp.issubdtype(t.dtype, jnp.floating)]
+        return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(t)) for t in floats] or [True]))
+
+    def _step_fn(self, scales, state, weights, batches):
+        self.traces += 1  # runs at trace time only
+        value, grads, constraint, metrics = shards.value_and_grad(
+            self._objective(weights), scales, [(batches, 0)], self.size)
+        batch_ok = self._batch_ok(batches)
+        new_s, new_state = self.transform.update(grads, state, scales, self.base_norms, constraint)
+        ok = (batch_ok & jnp.isfinite(value) & jnp.all(jnp.isfinite(grads))
+              & jnp.all(jnp.isfinite(new_s)))
+        keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+        return (keep(new_s, scales), jax.tree_util.tree_map(keep, new_state, state),
+                {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint})
+
+    def _eval_fn(self, scales, weights, batches):
+        value, constraint, metrics = shards.values(
+            self._objective(weights), scales, [(batches, 0)], self.size)
+        return value, constraint, metrics, self._batch_ok(batches)
+
+    # -- the runner's interface (learned.drive) ----------------------------------------------
+    def _weights(self):
+        return [v.value for v in self.variables]
+
+    def place(self, batches):
+        """Host batches as device arrays, split along the batch axis under a layout."""
+        batches = keras.tree.map_structure(np.asarray, batches)
+        if self.layout is None:
+            return batches
+        return jax.device_put(batches, self.layout)
+
+    def step(self, batches):
+        # the guard holds self.scales: its value changes, the object stays
+        self.scales.value, self.state, out = self._step(self.scales.value, self.state,
+                                                        self._weights(), batches)
+        return out
+
+    def evaluate(self, batches):
+        return self._eval(self.scales.value, self._weights(), batches)
+
+    def write_back(self, scales: np.ndarray):
+        for j, i in enumerate(self.tuned):
+            v = self.variables[i]
+            v.assign(ops.cast(float(scales[j]), v.dtype) * v.value)
+
+
+def _layout(size: int):
+    """The batch sharding of the active ``keras.distribution`` (data parallel), or None."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return None
+    from keras.src.backend.jax.distribution_lib import _to_backend_layout
+
+    layout = distribution.get_data_layout((size,))
+    return _to_backend_layout(layout)
+
+
+def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strategy=None,
+                micro_batches: int = 1, started: Optional[float] = None):
+    """:func:`keras_metainit.learned.run_learned` on the JAX backend (the same arguments)."""
+    if strategy is not None:
+        raise ValueError("`strategy` is a tf.distribute strategy, which needs the TensorFlow "
+                         "backend; on JAX set a keras.distribution (e.g. "
+                         "keras.distribution.set_distribution(keras.distribution.DataParallel())) "
+                         "instead.")
+    if micro_batches != 1:
+        raise NotImplementedError("`micro_batches` needs the TensorFlow backend; on JAX pass "
+                                  "micro_batches=1 (a keras.distribution splits the batch over "
+                                  "devices).")
+    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
+    steps_ds = learned.step_dataset(dataset, method)
+    size = int(keras.tree.flatten(steps_ds.element_spec)[0].shape[0])
+    layout = _layout(size)
+    run = _JaxScaleRun(model, method, loss_fn, report, size, layout)
+    if layout is not None:
+        devices = len(layout.device_set)
+        if size % devices:
+            raise ValueError(f"A batch of {size} examples cannot be split over {devices} "
+                             f"devices; pass a `batch_size` that is a multiple of {devices}.")
+        report.notes.append(f"distributed: {type(keras.distribution.distribution()).__name__}, "
+                            f"{devices} device(s), global batch {size}")
+    it = (run.place(b) for b in steps_ds.as_numpy_iterator())
+    return learned.drive(run, method, it, run.step, run.evaluate, steps, verbose, report, started)

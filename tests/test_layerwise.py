@@ -128,17 +128,27 @@ def test_singular_system_gets_a_recorded_ridge():
 
 
 @pytest.mark.parametrize("d,k,n", [(9, 2, 50), (12, 3, 6), (5, 8, 4)])
-def test_batched_group_solve_equals_one_solve_per_group(d, k, n):
+def test_batched_group_solve_is_bartels_stewart_per_group(d, k, n):
     rng = np.random.default_rng(5)
     X, S = rng.standard_normal((4, d, n)), rng.standard_normal((4, k, n))
     X[2, :, -1] = X[2, :, 0]  # one group with a repeated sample (a ridge when n < k)
     X[3] = 0.0
-    batched = layerwise.sylvester.sylvester_solve_groups(X, S, 0.7)
-    singles = [layerwise.sylvester_solve(X[g], S[g], 0.7) for g in range(4)]
-    for g, one in enumerate(singles):
+    lam = 0.7
+    batched = layerwise.sylvester.sylvester_solve_groups(X, S, lam)
+    ridges = []
+    for g in range(4):
+        A, B, C = S[g] @ S[g].T, lam * X[g] @ X[g].T, (1 + lam) * S[g] @ X[g].T
+        one = layerwise.sylvester_solve(X[g], S[g], lam)
         np.testing.assert_allclose(batched.W[g], one.W, rtol=1e-6, atol=1e-8)
-    assert batched.ridge == pytest.approx(max(one.ridge for one in singles))
-    assert batched.residual == pytest.approx(max(one.residual for one in singles), abs=1e-9)
+        ridges.append(one.ridge)
+        W = batched.W[g]
+        lhs = A @ W + W @ B + one.ridge * W  # the (regularized) equation holds
+        assert np.linalg.norm(lhs - C) <= 1e-6 * np.linalg.norm(C) + 1e-12
+        if one.ridge == 0 and n >= d:  # the reference: SciPy's general Bartels–Stewart
+            np.testing.assert_allclose(W, scipy.linalg.solve_sylvester(A, B, C), rtol=1e-6,
+                                       atol=1e-8)
+    assert batched.ridge == pytest.approx(max(ridges))
+    assert any(r > 0 for r in ridges) == (n < k)
 
 
 def test_label_code():
@@ -319,19 +329,22 @@ def test_zero_inputs_cannot_be_rescaled():
 
 
 def test_a_non_finite_solution_is_never_written(monkeypatch):
+    from keras_metainit.layerwise import sylvester as sylvester_module
+
     model = mlp()
     x = np.random.default_rng(0).standard_normal((64, 12))
-    calls, real = [], scipy.linalg.solve_sylvester
+    calls, real = [], sylvester_module._eigh
 
-    def broken(a, b, q):
+    def broken(a):
         calls.append(1)
-        return real(a, b, q) * (np.nan if len(calls) == 2 else 1.0)  # the 2nd layer's solve fails
+        w, v = real(a)
+        return w * (np.nan if len(calls) == 3 else 1.0), v  # the 2nd layer's solve fails
 
-    monkeypatch.setattr(scipy.linalg, "solve_sylvester", broken)
+    monkeypatch.setattr(sylvester_module, "_eigh", broken)
     before = weights(model)
     with pytest.raises(LayerwiseError, match="'h1'.*non-finite"):
         run_sylvester(model, stream(x), SPARSE, latent="random")
-    assert len(calls) == 2
+    assert len(calls) == 4  # two decompositions per solve
     assert_unchanged(model, before)  # the first layer, already set, is restored too
 
 

@@ -1,58 +1,122 @@
-"""Cost of one learned-initialization step against one training step, batch 128.
+"""Cost of a learned-initialization step against a training step: time, trace time and memory.
 
-For an 8×256 ReLU MLP and a small CNN on 28×28×1 inputs, prints milliseconds per step of
-MetaInit, GradInit and GradCosine (the report's ``step_time``: the median over the steps after
-the first, which traces; the host's read of the step's metrics included) and of a Keras
-training step (``model.train_on_batch`` after warm-up), and their ratio. GradInit's step sees
-two batches (S and S̃) of the given size. Targets: MetaInit ≤ 4×, GradInit ≤ 3×, GradCosine ≤ 3×.
+For an 8×256 ReLU MLP and a 4×32 CNN on 28×28×1 inputs (batch 128) and ResNet50V2
+(``weights=None``, 32×32×3, batch 16), each setting in a fresh process (TensorFlow's CPU
+allocator counting its bytes, ``TF_CPU_ALLOCATOR_USE_BFC=true``), prints:
 
-Usage: python benchmarks/step_cost.py [--steps 30] [--batch 128]
+- the training step (``model.train_on_batch`` after warm-up): ms, and the allocator's peak;
+- per method (MetaInit, GradInit, GradCosine): ms per step (the report's ``step_time``, the
+  median after the first step), its ratio to the training step, the first step's seconds
+  (``report.trace_time``: tracing and compiling the third-order graph), and the allocator's
+  peak during ``meta_initialize`` as a ratio to the training step's.
+
+Targets (issue "Speed"): MLP ≤ 4× / 2× / 3.5×, CNN ≤ 6× / 3× / 4×, ResNet50V2 ≤ 8× / 4× / 6×
+with the first step ≤ 60 s; peak memory ≤ 3× a training step's on the MLP and CNN.
+
+Usage: python benchmarks/step_cost.py [--models mlp cnn resnet] [--methods ...] [--steps 10]
 """
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
 
-
-import common
-import keras_metainit as km
-
-METHODS = {"metainit": 4.0, "gradinit": 3.0, "gradcosine": 3.0}
-
-
-def train_step_ms(model, x, y, n):
-    model.compile("sgd", common.CE)
-    for _ in range(3):
-        model.train_on_batch(x, y)
-    t = time.perf_counter()
-    for _ in range(n):
-        model.train_on_batch(x, y)
-    return (time.perf_counter() - t) / n * 1e3
+TARGETS = {
+    "mlp": {"metainit": 4.0, "gradinit": 2.0, "gradcosine": 3.5},
+    "cnn": {"metainit": 6.0, "gradinit": 3.0, "gradcosine": 4.0},
+    "resnet": {"metainit": 8.0, "gradinit": 4.0, "gradcosine": 6.0},
+}
+LABELS = {"mlp": "MLP 8x256, batch 128", "cnn": "CNN 4x32, batch 128",
+          "resnet": "ResNet50V2 32x32, batch 16"}
 
 
-def init_step_ms(make, method, data, batch, n):
-    report = km.meta_initialize(make(), data, method, steps=n + 1, batch_size=batch, seed=0,
+def child(model_name: str, method: str, steps: int) -> dict:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import common
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_metainit as km
+
+    if model_name == "resnet":
+        def make():
+            return keras.applications.ResNet50V2(weights=None, input_shape=(32, 32, 3),
+                                                 classes=10)
+        rng = np.random.default_rng(0)
+        batch = 16
+        x = rng.normal(size=(8 * batch, 32, 32, 3)).astype("float32")
+        y = rng.integers(0, 10, 8 * batch)
+    else:
+        def make():
+            return (common.mlp(8, 256, 0) if model_name == "mlp" else common.cnn(4, 32, 0))
+        (x, y), _, _ = common.fashion_mnist("small")
+        batch = 128
+        x, y = x[:16 * batch], y[:16 * batch]
+    if method == "train":
+        model = make()
+        model.compile("sgd", common.CE)
+        for _ in range(3):
+            model.train_on_batch(x[:batch], y[:batch])
+        tf.config.experimental.reset_memory_stats("CPU:0")
+        t = time.perf_counter()
+        for _ in range(steps):
+            model.train_on_batch(x[:batch], y[:batch])
+        ms = (time.perf_counter() - t) / steps * 1e3
+        return {"ms": ms, "peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20}
+    model = make()
+    model.predict(x[:batch], verbose=0)
+    tf.config.experimental.reset_memory_stats("CPU:0")
+    report = km.meta_initialize(model, (x, y), method, steps=steps + 1, batch_size=batch, seed=0,
                                 verbose=0)
-    return report.step_time * 1e3, report.notes
+    return {"ms": report.step_time * 1e3, "trace_s": report.trace_time,
+            "peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20,
+            "notes": report.notes}
+
+
+def run_child(model_name: str, method: str, steps: int) -> dict:
+    env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", model_name, method,
+                          str(steps)], env=env, capture_output=True, text=True)
+    if out.returncode:
+        return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main():
-    p = argparse.ArgumentParser()
-    p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--batch", type=int, default=128)
+    if "--child" in sys.argv:
+        i = sys.argv.index("--child")
+        name, method, steps = sys.argv[i + 1], sys.argv[i + 2], int(sys.argv[i + 3])
+        print(json.dumps(child(name, method, steps)))
+        return
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--models", nargs="+", default=["mlp", "cnn", "resnet"], choices=list(TARGETS))
+    p.add_argument("--methods", nargs="+", default=["metainit", "gradinit", "gradcosine"])
+    p.add_argument("--steps", type=int, default=10)
     args = p.parse_args()
-    (x, y), _, _ = common.fashion_mnist("small")
-    data = (x[:2048], y[:2048])
-    models = {"mlp 8x256": lambda: common.mlp(8, 256, 0), "cnn 4x32": lambda: common.cnn(4, 32, 0)}
-    print(f"batch {args.batch}; {args.steps} timed steps per row")
-    print("| model | step | ms/step | ratio to a training step | target |")
-    print("|---|---|---|---|---|")
-    for name, make in models.items():
-        train = train_step_ms(make(), x[:args.batch], y[:args.batch], args.steps)
-        print(f"| {name} | training step | {train:.1f} | 1.0 | |", flush=True)
-        for method, target in METHODS.items():
-            ms, notes = init_step_ms(make, method, data, args.batch, args.steps)
-            xla = " (XLA fallback)" if any("XLA" in n for n in notes) else ""
-            print(f"| {name} | {method}{xla} | {ms:.1f} | {ms / train:.2f} | ≤ {target:g} |",
-                  flush=True)
+    print(f"{args.steps} timed steps per row; each row a fresh process")
+    print("| model | step | ms/step | ratio to a training step | target | first step s "
+          "| peak memory ratio |")
+    print("|---|---|---|---|---|---|---|")
+    for name in args.models:
+        steps = min(args.steps, 4) if name == "resnet" else args.steps
+        train = run_child(name, "train", steps)
+        if "error" in train:
+            print(f"| {LABELS[name]} | training step | error: {train['error']} | | | | |")
+            continue
+        print(f"| {LABELS[name]} | training step | {train['ms']:.1f} | 1.0 | | | 1.0 "
+              f"({train['peak_mb']:.0f} MB) |", flush=True)
+        for method in args.methods:
+            r = run_child(name, method, steps)
+            if "error" in r:
+                print(f"| {LABELS[name]} | {method} | error: {r['error']} | | | | |", flush=True)
+                continue
+            xla = " (XLA fallback)" if any("XLA" in n for n in r["notes"]) else ""
+            print(f"| {LABELS[name]} | {method}{xla} | {r['ms']:.1f} | {r['ms'] / train['ms']:.2f} "
+                  f"| ≤ {TARGETS[name][method]:g} | {r['trace_s']:.1f} "
+                  f"| {r['peak_mb'] / train['peak_mb']:.2f} ({r['peak_mb']:.0f} MB) |", flush=True)
 
 
 if __name__ == "__main__":

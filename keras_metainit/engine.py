@@ -188,7 +188,7 @@ class _OwnTracingFilter(logging.Filter):
     is neither frequent nor avoidable. Warnings about any other function pass.
     """
 
-    OWN = ("_ScaleRun.step", "_ScaleRun.evaluate", "make_loss_fn.<locals>.per_example_loss")
+    OWN = ("_ScaleRun.step", "make_loss_fn.<locals>.per_example_loss")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -100,14 +100,14 @@ class _ScaleRun:
     def _objective(self, scales, shards_):
         return self.method.objective(self.loss_fn, self.params_at(scales), shards_)
 
-    def _run(self, s, batches, grad: bool):
-        """The objective over the whole batch, with its gradient w.r.t. the scales if ``grad``.
+    def _run(self, s, batches):
+        """The objective over the whole batch and its gradient w.r.t. the scales.
 
         One device: the batch as it is, or in micro-batches. Under a strategy: each replica's
         part (in micro-batches), summed across replicas (:mod:`keras_metainit.shards`).
 
         Returns:
-            ``(value, grad, constraint, metrics, batch_ok)`` (``grad`` only if asked for).
+            ``(value, grad, constraint, metrics, batch_ok)``.
         """
 
         def local(batches, offset, across):
@@ -116,12 +116,9 @@ class _ScaleRun:
                                                         for t in floats])), tf.float32)
             batch_ok = (across(bad) if across else bad) == 0.0
             parts = shards.split(batches, self.micro_batches, offset)
-            if grad:
-                value, g, constraint, metrics = shards.value_and_grad(
-                    self._objective, s, parts, self.size, across)
-                return value, g, constraint, metrics, batch_ok
-            value, constraint, metrics = shards.values(self._objective, s, parts, self.size, across)
-            return value, constraint, metrics, batch_ok
+            value, g, constraint, metrics = shards.value_and_grad(
+                self._objective, s, parts, self.size, across)
+            return value, g, constraint, metrics, batch_ok
 
         if self.strategy is None:
             return local(batches, 0, None)
@@ -141,23 +138,25 @@ class _ScaleRun:
         # every replica holds the same (reduced) results
         return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], out)
 
-    def step(self, batches):
-        """One compiled step: objective, its gradient w.r.t. the scales, guarded update."""
+    def step(self, batches, apply):
+        """One compiled step: objective, its gradient w.r.t. the scales, and the guarded update,
+        written only if ``apply`` (a bool tensor). With ``apply`` false the step is the guard's
+        evaluation at the current scales: one traced function serves both, so a large model's
+        third-order graph is traced once (a separate value-only function cost another ~35 s of
+        tracing on ResNet50V2), for the price of a gradient at every check."""
         self.traces += 1  # runs at trace time only
         s = self.scales.read_value()
-        value, grads, constraint, metrics, batch_ok = self._run(s, batches, grad=True)
+        value, grads, constraint, metrics, batch_ok = self._run(s, batches)
         state = {k: v.read_value() for k, v in self.state.items()}
         new_s, new_state = self.transform.update(grads, state, s, self.base_norms, constraint)
         ok = (batch_ok & tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grads))
               & tf.reduce_all(tf.math.is_finite(new_s)))
-        self.scales.assign(tf.where(ok, new_s, s))
+        write = ok & apply
+        self.scales.assign(tf.where(write, new_s, s))
         for k, var in self.state.items():
-            var.assign(tf.where(ok, new_state[k], state[k]))
-        return {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint}
-
-    def evaluate(self, batches):
-        """``(value, constraint, metrics, batch_ok)`` at the current scales, without a step."""
-        return self._run(self.scales.read_value(), batches, grad=False)
+            var.assign(tf.where(write, new_state[k], state[k]))
+        return {**metrics, "value": value, "ok": ok, "batch_ok": batch_ok,
+                "constraint": constraint}
 
     def write_back(self, scales: np.ndarray):
         for j, i in enumerate(self.tuned):
@@ -165,7 +164,7 @@ class _ScaleRun:
             v.assign(tf.cast(scales[j], v.dtype) * v.value)
 
 
-def _compiled(fn, spec, report: InitReport):
+def _compiled(fn, signature, report: InitReport):
     """``tf.function(fn)``, falling back to XLA where TensorFlow cannot instantiate the graph.
 
     A safety net: loss functions from :func:`make_loss_fn` avoid the known cause (see there), but
@@ -173,24 +172,24 @@ def _compiled(fn, spec, report: InitReport):
     compiled by XLA instead, which does not run that pass. The fallback happens at the first call,
     before any state is written, and is noted in the report.
     """
-    plain = tf.function(fn, input_signature=[spec])
+    plain = tf.function(fn, input_signature=signature)
     chosen = []
 
-    def call(batches):
+    def call(*args):
         if not chosen:
             try:
-                out = plain(batches)
+                out = plain(*args)
                 chosen.append(plain)
                 return out
             except tf.errors.InvalidArgumentError as e:
                 if "cycle" not in str(e):
                     raise
-                chosen.append(tf.function(fn, input_signature=[spec], jit_compile=True))
+                chosen.append(tf.function(fn, input_signature=signature, jit_compile=True))
                 note = ("compiled with XLA: TensorFlow could not instantiate the plain graph "
                         "(a known 'nodes in a cycle' failure of higher-order convolution graphs)")
                 if note not in report.notes:
                     report.notes.append(note)
-        return chosen[0](batches)
+        return chosen[0](*args)
 
     return call
 
@@ -242,9 +241,15 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
                             f"{size // (replicas * micro_batches)} examples each")
     it = iter(steps_ds)
     spec = steps_ds.element_spec
-    step_fn = _compiled(run.step, spec, report)
-    eval_fn = _compiled(run.evaluate, spec, report)
-    return drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started)
+    compiled = _compiled(run.step, [spec, tf.TensorSpec([], tf.bool)], report)
+    names = method.metric_names
+
+    def evaluate(batches):
+        out = compiled(batches, tf.constant(False))
+        return out["value"], out["constraint"], {n: out[n] for n in names}, out["batch_ok"]
+
+    return drive(run, method, it, lambda batches: compiled(batches, tf.constant(True)), evaluate,
+                 steps, verbose, report, started)
 
 
 def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started):
@@ -254,6 +259,7 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started):
     and ``constraint``; ``eval_fn(batches)`` returns ``(value, constraint, metrics, batch_ok)``.
     """
     probe = next(it)  # the fixed batch every candidate is scored on
+    first = time.perf_counter()
     guard = _BestScales(eval_fn, probe, run.scales, steps)
     report.before = guard.before
     report.history = {n: [] for n in method.metric_names}
@@ -267,6 +273,8 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started):
             t0 = time.perf_counter()
             out = {n: np.asarray(v) for n, v in step_fn(batches).items()}
             step_times.append(time.perf_counter() - t0)
+            if t == 0:
+                report.trace_time = time.perf_counter() - first
             if not out["batch_ok"]:
                 bad_data = True
                 raise data_lib.DataError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
+import keras
 import tensorflow as tf
 
 from keras_metainit import objectives, scale_opt
@@ -217,7 +218,7 @@ class MetaInit(LearnedMethod):
 
     def objective(self, loss_fn, params, shards):
         gq, loss = objectives.gradient_quotient(loss_fn, params, shards[0], self.eps)
-        return gq, tf.constant(False), {"gq": gq, "loss": loss}
+        return gq, keras.ops.convert_to_tensor(False), {"gq": gq, "loss": loss}
 
     def transform(self):
         return scale_opt.sign_momentum(self.lr, self.momentum, self.min_norm)
@@ -268,11 +269,11 @@ class ConstrainedMethod(LearnedMethod):
         """``(value, constraint)``: ``gnorm`` while ``gnorm > gamma`` (a constraint step, which
         reduces the norm through second-order terms), else ``target``.
 
-        Both values are computed every step and one is picked with ``tf.where``: a batch
+        Both values are computed every step and one is picked with ``where``: a batch
         statistic may not sit in a branch.
         """
         constraint = gnorm > self.gamma
-        return tf.where(constraint, gnorm, target), constraint
+        return keras.ops.where(constraint, gnorm, target), constraint
 
     def transform(self):
         return scale_opt.rescale_adam(self.lr, min_scale=self.min_scale, clip=1.0,
@@ -406,9 +407,9 @@ class GradCosine(ConstrainedMethod):
         if self.target == "gc":
             target = -gc
         elif self.target == "gc_gn":
-            target = -gc - self.gn_weight * tf.reduce_sum(tf.square(norms))
+            target = -gc - self.gn_weight * keras.ops.sum(keras.ops.square(norms))
         else:
-            target = -gc - self.gn_weight * tf.reduce_sum(norms)
+            target = -gc - self.gn_weight * keras.ops.sum(norms)
         value, constraint = self.constrained(gn, target)
         return value, constraint, {"gc": gc, "gn": gn, "loss": loss}
 

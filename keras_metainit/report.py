@@ -40,6 +40,8 @@ class InitReport:
         wall_time: seconds of the whole call (data, tracing, steps, write-back); ``traces``: how
             often the compiled step was traced.
         step_time: median seconds per step after the first (which traces and compiles).
+        trace_time: seconds until the first step returned (the start's evaluation and the first
+            step: tracing and compiling the graph dominate on large models).
         notes: anything the user should know (precision, skipped tensors, restorations).
         stages: for a chain of methods (``method=["lsuv", "gradinit"]``), each stage's own
             report, in order; the fields above then hold the last learned stage's metrics and
@@ -62,6 +64,7 @@ class InitReport:
     constraint_steps: int = 0
     wall_time: float = 0.0
     step_time: float = float("nan")
+    trace_time: float = float("nan")
     traces: int = 0
     notes: List[str] = dataclasses.field(default_factory=list)
     stages: List["InitReport"] = dataclasses.field(default_factory=list)
@@ -91,8 +94,8 @@ class InitReport:
         if self.constraint_steps:
             lines.append(f"  constraint steps: {self.constraint_steps}")
         lines.append(f"  time: {self.wall_time:.2f} s"
-                     + (f" ({self.step_time * 1e3:.1f} ms/step)" if self.step_time == self.step_time
-                        else ""))
+                     + (f" ({self.step_time * 1e3:.1f} ms/step, first step {self.trace_time:.1f} s)"
+                        if self.step_time == self.step_time else ""))
         for key in self.before:
             lines.append(f"  {key}: {_fmt(self.before[key])} -> {_fmt(self.after.get(key, float('nan')))}")
         if self.end_to_end_gain:

@@ -26,10 +26,6 @@ on_jax = pytest.mark.skipif(not ON_JAX, reason="needs KERAS_BACKEND=jax in this 
                                                "(CI runs this file again under JAX)")
 RTOL = 1e-5
 SCRIPT = os.path.join(os.path.dirname(__file__), "jax_script.py")
-# GradInit and GradCosine pick their constrained value with tf.where in methods.py, which cannot
-# take JAX tracers; see docs/jax.md ("What still needs TensorFlow").
-METHODS_NEED_KERAS_OPS = pytest.mark.xfail(
-    reason="methods.py: ConstrainedMethod.constrained uses tf.where (docs/jax.md)", strict=True)
 
 
 def _run(backend, workdir, out, methods, env_extra=None):
@@ -78,8 +74,8 @@ def test_diagnostics_agree_across_backends(both, model):
 
 @pytest.mark.parametrize("model", ["mlp", "cnn"])  # cnn: data=None (random data)
 @pytest.mark.parametrize("method", ["metainit",
-                                    pytest.param("gradinit", marks=METHODS_NEED_KERAS_OPS),
-                                    pytest.param("gradcosine", marks=METHODS_NEED_KERAS_OPS)])
+                                    "gradinit",
+                                    "gradcosine"])
 def test_meta_initialize_sets_the_same_scales_on_both_backends(both, model, method):
     tf_out, jax_out = both
     a, b = tf_out[model][method], jax_out[model][method]
@@ -191,8 +187,8 @@ def test_a_diverging_run_stops_and_writes_no_nan():
 
 @on_jax
 @pytest.mark.parametrize("method", [
-    pytest.param("gradinit", marks=METHODS_NEED_KERAS_OPS),
-    pytest.param("gradcosine", marks=METHODS_NEED_KERAS_OPS),
+    "gradinit",
+    "gradcosine",
 ])
 def test_constrained_methods_run_on_jax(method):
     model = _mlp()

@@ -36,7 +36,7 @@ def _value_and_grad(method, model, batches, micro_batches):
     run = learned._ScaleRun(model, method, loss_fn, InitReport(method=method.name, config={}), size=16,
                            micro_batches=micro_batches)
     s = np.random.default_rng(2).uniform(0.7, 1.3, len(run.tuned))
-    value, grad, constraint, metrics, ok = run._run(tf.constant(s, tf.float32), batches, grad=True)
+    value, grad, constraint, metrics, ok = run._run(tf.constant(s, tf.float32), batches)
     return float(value), grad.numpy(), bool(constraint), {k: float(v) for k, v in metrics.items()}
 
 

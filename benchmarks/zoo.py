@@ -12,9 +12,9 @@ subclassed model, a two-input / two-output model, Rescaling + Normalization.
     python benchmarks/zoo.py --models vgg16,lstm --methods metainit --steps 5 --batch 32
 
 Objective: MetaInit ``gq``; GradInit ``lookahead``; GradCosine ``gc`` (and ``gn``); LSUV and
-Sylvester: the layers set, of those in the report. "trace s" is the run's wall time less its later
-steps: the first step with tracing and compiling, plus data preparation and the before/after
-evaluations (for layer-wise methods, the whole run); "ms/step" the median of the later steps (``report.step_time``); "x fit" its ratio to the median
+Sylvester: the layers set, of those in the report. "trace s" is ``report.trace_time``: the start's
+evaluation and the first step, tracing and compiling included (for layer-wise methods, the whole
+run); "ms/step" the median of the later steps (``report.step_time``); "x fit" its ratio to the median
 ``train_on_batch`` time of the same batch size (SGD, the same loss).
 """
 from __future__ import annotations
@@ -132,8 +132,7 @@ def run_one(name, method, steps, batch):
             if method == "gradcosine":
                 row["objective"] += f" (gn {report.before['gn']:.3g} -> {report.after['gn']:.3g})"
             row["ms/step"] = 1e3 * report.step_time
-            row["trace s"] = row["wall s"] - (steps - 1) * report.step_time \
-                if math.isfinite(report.step_time) else row["wall s"]
+            row["trace s"] = report.trace_time
             spec = km.data.make_dataset(data, model, batch_size=batch)[2]
             fit = fit_ms(model, data, batch, spec)
             row["fit ms"] = fit

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 
 from keras_metainit import data as data_lib
-from keras_metainit import objectives
+from keras_metainit import losses, objectives
 from keras_metainit.model_fn import make_loss_fn
 
 __all__ = ["gradient_quotient", "grad_cosine", "layer_signal", "HealthLimits", "diagnose"]
@@ -25,12 +25,12 @@ def _batch_and_loss(model, batch, loss, training=False):
                                  if np.asarray(a).dtype.kind == "f"
                                  else keras.ops.convert_to_tensor(a), x)
     data_lib.ensure_built(model, x)
-    spec = data_lib.resolve_loss(model, loss, x)
+    spec = losses.resolve_loss(model, loss, x)
     params = [v.value for v in model.trainable_variables]
     return (x, keras.ops.convert_to_tensor(y)), _cached_loss_fn(model, spec, training), params
 
 
-def _cached_loss_fn(model, spec: data_lib.LossSpec, training: bool):
+def _cached_loss_fn(model, spec: losses.LossSpec, training: bool):
     """:func:`make_loss_fn`, kept on the model: repeated diagnostics (say, every epoch) reuse
     its trace instead of tracing a new function each time. The key holds everything the
     function depends on: the loss, the label format, the mode and the model's variables."""

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 
 from keras_metainit import autodiff as ad
-from keras_metainit import data as data_lib
+from keras_metainit import losses
 
 __all__ = ["make_loss_fn", "noise_off", "float32_compute", "all_layers", "lower_precision_policies"]
 
@@ -69,12 +69,12 @@ def all_layers(model):
     return list(getattr(model, "layers", []))
 
 
-def make_loss_fn(model, loss_spec: data_lib.LossSpec, training: bool = False):
+def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     """``per_example_loss(params, batch) -> (B,)``: the model's loss at the given trainable
     parameters, without side effects.
 
     ``batch`` is ``(x, y)`` in the structures the data has (several inputs, one target per
-    output); the loss is :meth:`LossSpec.per_example <keras_metainit.data.LossSpec.per_example>`:
+    output); the loss is :meth:`LossSpec.per_example <keras_metainit.losses.LossSpec.per_example>`:
     for a multi-output model the ``loss_weights``-weighted sum of the per-output losses, so its
     batch mean is the compiled loss ``model.fit`` minimizes.
 

@@ -71,7 +71,7 @@ class Shard(NamedTuple):
     size: int
     total: Callable[[Any], Any] = _identity
 
-    def mean(self, values: tf.Tensor) -> tf.Tensor:
+    def mean(self, values: Any) -> Any:
         """This part's contribution to the whole batch's mean of per-example ``values``."""
         return ops.sum(values) / self.size
 

@@ -19,7 +19,7 @@ import keras  # noqa: E402  (KERAS_BACKEND is read here)
 import keras_metainit as km  # noqa: E402
 from keras_metainit import autodiff as ad  # noqa: E402
 from keras_metainit import objectives  # noqa: E402
-from keras_metainit.data import resolve_loss  # noqa: E402
+from keras_metainit.losses import resolve_loss  # noqa: E402
 from keras_metainit.model_fn import make_loss_fn  # noqa: E402
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import keras_metainit as km
 from keras_metainit import data as data_lib
+from keras_metainit import losses as losses_lib
 from keras_metainit.model_fn import make_loss_fn
 
 N, CLASSES, VOCAB, SEQ = 32, 10, 20, 5
@@ -158,7 +159,7 @@ def test_multi_output_loss_is_the_weighted_sum_of_kerass_losses(structure):
     else:
         model.compile("sgd", losses, loss_weights=weights)
     xi, xt, yc, yr = arrays()
-    spec = data_lib.resolve_loss(model, x=[xi, xt], y=[yc, yr])
+    spec = losses_lib.resolve_loss(model, x=[xi, xt], y=[yc, yr])
     assert spec.origin == "compiled" and [o.weight for o in spec.outputs] == weights
     per = make_loss_fn(model, spec)(model.trainable_variables, ((xi, xt), (yc, yr))).numpy()
     assert per.shape == (N,)
@@ -172,7 +173,7 @@ def test_multi_output_loss_is_the_weighted_sum_of_kerass_losses(structure):
 
 
 def test_uncompiled_multi_output_losses_are_inferred_per_output():
-    spec = data_lib.resolve_loss(two_in_two_out())
+    spec = losses_lib.resolve_loss(two_in_two_out())
     assert spec.origin == "inferred"
     assert [(o.name, o.label_kind, o.units) for o in spec.outputs] == [
         ("cls", "sparse", CLASSES), ("reg", "regression", 1)]

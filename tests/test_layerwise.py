@@ -10,7 +10,8 @@ import tensorflow as tf
 
 import keras_metainit as km
 from keras_metainit import layerwise
-from keras_metainit.data import DataError, LossSpec
+from keras_metainit.data import DataError
+from keras_metainit.losses import LossSpec
 from keras_metainit.datasets import load_fashion_mnist
 from keras_metainit.layerwise import LayerwiseError
 from keras_metainit.methods import LSUV, Sylvester

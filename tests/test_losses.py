@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_metainit import data as data_lib, losses, objectives
+from keras_metainit import losses, objectives
 from keras_metainit.model_fn import make_loss_fn
 
 RNG = np.random.default_rng(0)
@@ -63,7 +63,7 @@ def test_gq_scale_gradient_points_downhill_on_a_saturated_net():
             v.assign(v * 3.0)
     x = tf.constant(RNG.normal(size=(128, 784)).astype("float32"))
     y = tf.constant(RNG.integers(0, 10, 128))
-    loss_fn = make_loss_fn(model, data_lib.resolve_loss(
+    loss_fn = make_loss_fn(model, losses.resolve_loss(
         model, keras.losses.SparseCategoricalCrossentropy(from_logits=True), x))
     params0 = [v.value for v in model.trainable_variables]
     tuned = [i for i, p in enumerate(params0) if len(p.shape) == 2]

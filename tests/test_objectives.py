@@ -6,7 +6,7 @@ import tensorflow as tf
 
 import keras_metainit as km
 from keras_metainit import objectives
-from keras_metainit.data import resolve_loss
+from keras_metainit.losses import resolve_loss
 from keras_metainit.model_fn import make_loss_fn
 
 # values against references: CI runs them on both CPU kernel paths

@@ -8,7 +8,7 @@ import tensorflow as tf
 import keras_metainit as km
 from keras_metainit import learned, methods, shards
 from keras_metainit.model_fn import make_loss_fn
-from keras_metainit.data import resolve_loss
+from keras_metainit.losses import resolve_loss
 from keras_metainit.report import InitReport
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)

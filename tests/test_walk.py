@@ -9,7 +9,7 @@ import tensorflow as tf
 
 import keras_metainit as km
 from keras_metainit import layerwise
-from keras_metainit.data import LossSpec
+from keras_metainit.losses import LossSpec
 from keras_metainit.methods import LSUV, Sylvester
 
 SPARSE = LossSpec(keras.losses.SparseCategoricalCrossentropy(from_logits=True), "sparse", "argument")

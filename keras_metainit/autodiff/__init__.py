@@ -22,7 +22,7 @@ Functions (the same signatures on every backend):
   ``((values, aux), grads)``.
 - ``stop_gradient(x)``: ``x`` as a constant for every derivative, outer ones included.
 - ``tensorflow_function(fn)``: ``fn``, written with TensorFlow ops (the per-example loss of
-  :class:`keras_metainit.data.LossSpec`, whose cross-entropies are exact at every order), made
+  :class:`keras_metainit.losses.LossSpec`, whose cross-entropies are exact at every order), made
   callable on this backend's tensors and differentiable to any order: itself on TensorFlow; on
   JAX through ``jax2tf.call_tf``, which embeds its XLA computation in the compiled JAX program
   and differentiates it by TensorFlow's gradients, so the loss is written once.

@@ -219,7 +219,7 @@ def walk(model: keras.Model, dataset, method, loss_spec=None, *, seed: int = 0,
         model: any Keras model, built (Sequential, Functional or subclassed).
         dataset: an iterable of ``(x, y)`` batches; ``x`` any nest the model takes.
         method: a :class:`~keras_metainit.methods.LayerwiseMethod`.
-        loss_spec: the :class:`~keras_metainit.data.LossSpec` of the run, or None.
+        loss_spec: the :class:`~keras_metainit.losses.LossSpec` of the run, or None.
         seed: the seed of the run.
         progress: called with the number of rows once planned; returns an object with
             ``update(current, values)`` (or None).

@@ -94,8 +94,9 @@ class InitReport:
         if self.constraint_steps:
             lines.append(f"  constraint steps: {self.constraint_steps}")
         lines.append(f"  time: {self.wall_time:.2f} s"
-                     + (f" ({self.step_time * 1e3:.1f} ms/step, first step {self.trace_time:.1f} s)"
-                        if self.step_time == self.step_time else ""))
+                     + (f" ({self.step_time * 1e3:.1f} ms/step" + (
+                         f", first step {self.trace_time:.1f} s" if math.isfinite(self.trace_time)
+                         else "") + ")" if self.step_time == self.step_time else ""))
         for key in self.before:
             lines.append(f"  {key}: {_fmt(self.before[key])} -> {_fmt(self.after.get(key, float('nan')))}")
         if self.end_to_end_gain:

@@ -31,6 +31,28 @@ LABELS = {"mlp": "MLP 8x256, batch 128", "cnn": "CNN 4x32, batch 128",
           "resnet": "ResNet50V2 32x32, batch 16"}
 
 
+def train_step_ms(model, x, y, n: int) -> float:
+    """Milliseconds per ``model.train_on_batch`` (SGD, the same loss) after three warm-up steps."""
+    import common
+
+    model.compile("sgd", common.CE)
+    for _ in range(3):
+        model.train_on_batch(x, y)
+    t = time.perf_counter()
+    for _ in range(n):
+        model.train_on_batch(x, y)
+    return (time.perf_counter() - t) / n * 1e3
+
+
+def init_step_ms(make, method: str, data, batch: int, n: int):
+    """``(ms per step, report)`` of ``meta_initialize`` with ``n`` timed steps after the first."""
+    import keras_metainit as km
+
+    report = km.meta_initialize(make(), data, method, steps=n + 1, batch_size=batch, seed=0,
+                                verbose=0)
+    return report.step_time * 1e3, report
+
+
 def child(model_name: str, method: str, steps: int) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -38,8 +60,6 @@ def child(model_name: str, method: str, steps: int) -> dict:
     import keras
     import numpy as np
     import tensorflow as tf
-
-    import keras_metainit as km
 
     if model_name == "resnet":
         def make():
@@ -55,23 +75,13 @@ def child(model_name: str, method: str, steps: int) -> dict:
         (x, y), _, _ = common.fashion_mnist("small")
         batch = 128
         x, y = x[:16 * batch], y[:16 * batch]
-    if method == "train":
-        model = make()
-        model.compile("sgd", common.CE)
-        for _ in range(3):
-            model.train_on_batch(x[:batch], y[:batch])
-        tf.config.experimental.reset_memory_stats("CPU:0")
-        t = time.perf_counter()
-        for _ in range(steps):
-            model.train_on_batch(x[:batch], y[:batch])
-        ms = (time.perf_counter() - t) / steps * 1e3
-        return {"ms": ms, "peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20}
-    model = make()
-    model.predict(x[:batch], verbose=0)
+    make().predict(x[:batch], verbose=0)  # TensorFlow and Keras warmed up outside the peak
     tf.config.experimental.reset_memory_stats("CPU:0")
-    report = km.meta_initialize(model, (x, y), method, steps=steps + 1, batch_size=batch, seed=0,
-                                verbose=0)
-    return {"ms": report.step_time * 1e3, "trace_s": report.trace_time,
+    if method == "train":
+        ms = train_step_ms(make(), x[:batch], y[:batch], steps)
+        return {"ms": ms, "peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20}
+    ms, report = init_step_ms(make, method, (x, y), batch, steps)
+    return {"ms": ms, "trace_s": report.trace_time,
             "peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20,
             "notes": report.notes}
 

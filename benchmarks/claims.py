@@ -388,14 +388,12 @@ def dict_copy(how):
     return how
 
 
-def chain_or_two_calls(first, second_name, second_options):
-    """LSUV then a learned method: one ``meta_initialize`` call with a list when the suite has
-    composition (``method=[...]``), else two calls."""
+def chain(first, second_name, second_options):
+    """``(method, options)`` of one ``meta_initialize`` call that runs ``first`` and then the
+    learned method (``method=[...]``, a :class:`keras_metainit.methods.Chain`)."""
     from keras_metainit import methods as m
 
-    if hasattr(m, "Chain"):
-        return ([first, m.get(second_name, **second_options)], {})
-    raise RuntimeError("no composition")
+    return ([first, m.get(second_name, **second_options)], {})
 
 
 # --------------------------------------------------------------------------------------------
@@ -445,7 +443,7 @@ def section_gradinit(cfg, seeds, train, test, results):
         "He + GradInit": (he, ("gradinit", dict(gi)), train_big),
         "He + GradInit (scale_invariant)": (he, ("gradinit", dict(gi, scale_invariant=True)),
                                             train_big),
-        "LSUV → GradInit": (he, chain_or_two_calls("lsuv", "gradinit", gi), train_big),
+        "LSUV → GradInit": (he, chain("lsuv", "gradinit", gi), train_big),
         "BatchNorm (Keras default)": (lambda s: vgg(s, widths, "glorot_uniform", bn=True), None,
                                       train_big),
     }
@@ -525,7 +523,7 @@ def section_metainit(cfg, seeds, train, test, results):
     default = lambda s: mlp(s, d, w, "glorot_uniform")  # noqa: E731
     x01 = lambda s: scale_kernels(mlp(s, d, w), 0.1)  # noqa: E731
     x3 = lambda s: scale_kernels(mlp(s, d, w), 3.0)  # noqa: E731
-    chain = chain_or_two_calls("lsuv", "metainit", {"steps": cfg["metainit_steps"]})
+    lsuv_metainit = chain("lsuv", "metainit", {"steps": cfg["metainit_steps"]})
     contenders = {
         "He": (he, None, trainer, ("mlp-he", d, w, lr, ep)),
         "Keras default": (default, None, trainer),
@@ -535,7 +533,7 @@ def section_metainit(cfg, seeds, train, test, results):
         "x3 He, no fix": (x3, None, trainer),
         "x3 He + MetaInit": (x3, ("metainit", dict(mi)), trainer),
         "Keras default + LSUV": (default, ("lsuv", {}), trainer),
-        "Keras default + LSUV → MetaInit (data)": (default, chain, trainer),
+        "Keras default + LSUV → MetaInit (data)": (default, lsuv_metainit, trainer),
         "BatchNorm (Keras default)": (lambda s: mlp(s, d, w, "glorot_uniform", bn=True), None,
                                       trainer),
     }

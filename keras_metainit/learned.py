@@ -79,7 +79,7 @@ class _ScaleRun:
 
     def __init__(self, model, method: methods_lib.LearnedMethod, loss_fn, report: InitReport,
                  size: int, strategy=None, micro_batches: int = 1):
-        self.model, self.method, self.loss_fn, self.report = model, method, loss_fn, report
+        self.method, self.loss_fn = method, loss_fn
         self.size, self.strategy, self.micro_batches = size, strategy, micro_batches
         self.variables, self.norms, self.tuned = select(model, method, report)
         norms = self.norms

@@ -8,8 +8,10 @@ and :class:`~keras_metainit.methods.Sylvester`, one idea per module:
   every touched layer on any error or ``KeyboardInterrupt``;
 - :mod:`~keras_metainit.layerwise.activations`: a layer's inputs (an intercepted forward pass),
   image patches, pooled variances;
-- :mod:`~keras_metainit.layerwise.kinds`: each settable layer as linear stages with matrix views,
-  and :func:`register_layer` to teach the methods a custom layer;
+- :mod:`~keras_metainit.layerwise.stages`: how a kernel maps a layer's input to its
+  pre-activations (a matmul, a convolution, ...), with the kernel's matrix view;
+- :mod:`~keras_metainit.layerwise.kinds`: which Keras layer is which chain of stages (its
+  :class:`LayerView`), and :func:`register_layer` to teach the methods a custom layer;
 - :mod:`~keras_metainit.layerwise.lsuv` and :mod:`~keras_metainit.layerwise.sylvester`: the two
   methods, each one object the walk calls (``examples_needed``, ``set_layer``), and the
   Sylvester maths (:func:`latent_code`, :func:`sylvester_solve`).
@@ -22,10 +24,12 @@ from keras_metainit.layerwise.activations import (
     LayerwiseError, conv_patches, layer_input, layer_inputs, pooled_variance,
 )
 from keras_metainit.layerwise.kinds import (
-    ConvStage, DepthwiseStage, LayerView, MatmulStage, Stage, TransposeStage, preactivation,
-    preactivation_variance, register_layer, view_of,
+    LayerView, preactivation, preactivation_variance, register_layer, view_of,
 )
 from keras_metainit.layerwise.lsuv import LSUV
+from keras_metainit.layerwise.stages import (
+    ConvStage, DepthwiseStage, MatmulStage, Stage, TransposeStage,
+)
 from keras_metainit.layerwise.sylvester import (
     LABEL_NOISE, LATENTS, RCOND, RIDGE, Sylvester, SylvesterSolution, latent_code, sylvester_solve,
 )

@@ -13,12 +13,13 @@ shares the engine's data handling and report, not its step.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 import keras
 import tensorflow as tf
 
-from keras_metainit import objectives, scale_opt
+from keras_metainit import objectives, scale_opt, validation
 from keras_metainit.validation import check, is_real
 
 __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "MetaInit",
@@ -29,15 +30,13 @@ __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "M
 _REGISTRY: Dict[str, Type["Method"]] = {}
 
 
-def _check_steps(steps) -> None:
-    check(is_real(steps) and steps >= 1, "steps", steps, "an integer >= 1")
-
-
 class Method:
     """Base class of every initialization method.
 
-    Subclasses set ``aliases`` (the strings :func:`get` accepts) and store their constructor
-    arguments as attributes of the same names, which makes :meth:`get_config` complete.
+    Subclasses set ``aliases`` (the strings :func:`get` accepts; defining the class registers
+    it, so :func:`get`, :func:`available` and the command line's ``init --method`` know it) and
+    store their constructor arguments as attributes of the same names, which makes
+    :meth:`get_config` complete.
     """
 
     aliases: ClassVar[Tuple[str, ...]] = ()
@@ -56,8 +55,6 @@ class Method:
         return self.aliases[0] if self.aliases else type(self).__name__.lower()
 
     def get_config(self) -> Dict[str, Any]:
-        import inspect
-
         params = inspect.signature(type(self).__init__).parameters
         return {k: getattr(self, k) for k in params if k != "self" and hasattr(self, k)}
 
@@ -75,9 +72,7 @@ class LearnedMethod(Method):
 
     Subclasses define :meth:`objective`, :meth:`transform` and, when they differ from the
     defaults, :attr:`training` (normalization layers on batch statistics), :meth:`tunes` (with
-    :attr:`tunes_description`) and :attr:`batches_per_step`. Defining the class with
-    ``aliases`` registers it: :func:`get`, :func:`available` and the command line's
-    ``init --method`` then know it.
+    :attr:`tunes_description`) and :attr:`batches_per_step`.
     """
 
     steps: int = 100
@@ -151,19 +146,9 @@ class LayerwiseMethod(Method):
         raise NotImplementedError
 
     def run(self, model, dataset, loss_spec, *, seed: int, progress=None) -> List[Dict[str, Any]]:
-        """Initialize ``model`` in place; return one row of facts per layer (set or skipped).
-
-        Args:
-            model: any built Keras model.
-            dataset: an endless stream of ``(x, y)`` batches.
-            loss_spec: the resolved loss.
-            seed: the run's seed, used when the method has none.
-            progress: called with the number of rows once the layers are planned; returns the
-                progress display (``update(current, values)``), or None.
-
-        Returns:
-            One row per layer that owns a kernel (set or skipped).
-        """
+        """Initialize ``model`` in place by :func:`~keras_metainit.layerwise.walk.walk` (the
+        arguments are its own; ``seed`` is the run's, used when the method has none); return one
+        row of facts per layer that owns a kernel (set or skipped)."""
         from keras_metainit.layerwise.walk import walk
 
         return walk(model, dataset, self, loss_spec,
@@ -183,12 +168,10 @@ class MetaInit(LearnedMethod):
         lr: step on each norm per unit of sign, in absolute norm units (reference 0.1).
         momentum: momentum of the norm steps (reference 0.9).
         eps: the ε of the gradient quotient. **Default 1e-2, not the paper's 1e-5**: ε sets
-            where GQ's minimum lies. For a positively homogeneous net GQ always prefers a smaller
-            net and only the ε floor stops it, so with 1e-5 MetaInit shrinks deep ReLU nets far
-            below He (end-to-end gain ~0.005) and they train poorly after it; with 1e-2 they
-            recover (``benchmarks/metainit_eps.py``: 12×128 ReLU MLP from ×0.1 and ×3 starts,
-            3 seeds, 2 epochs SGD: 0.70 test accuracy with 1e-2 vs 0.23 with 1e-5). Pass
-            ``eps=1e-5`` for the paper's setting. The report's end-to-end gain shows the shrink.
+            where GQ's minimum lies, and with 1e-5 MetaInit shrinks deep ReLU nets far below He
+            (the report's end-to-end gain shows it) so that they train poorly after it
+            (``benchmarks/metainit_eps.py``, docs/methods/metainit.md). Pass ``eps=1e-5`` for the
+            paper's setting.
         min_norm: floor of each norm as a fraction of its starting norm (the reference has none).
         batch_size: examples per step (reference: the size of its random batch; 128 here).
 
@@ -208,12 +191,12 @@ class MetaInit(LearnedMethod):
 
     def __init__(self, steps: int = 500, lr: float = 0.1, momentum: float = 0.9,
                  eps: float = 1e-2, min_norm: float = 1e-3, batch_size: int = 128):
-        _check_steps(steps)
+        self.steps = validation.steps(steps)
         check(is_real(lr) and lr > 0, "lr", lr, "positive")
         check(is_real(momentum) and 0 <= momentum < 1, "momentum", momentum, "in [0, 1)")
         check(is_real(eps) and eps > 0, "eps", eps, "positive")
         check(is_real(min_norm) and 0 < min_norm <= 1, "min_norm", min_norm, "in (0, 1]")
-        self.steps, self.lr, self.momentum, self.eps = int(steps), lr, momentum, eps
+        self.lr, self.momentum, self.eps = lr, momentum, eps
         self.min_norm, self.batch_size = min_norm, batch_size
 
     def objective(self, loss_fn, params, shards):
@@ -253,14 +236,13 @@ class ConstrainedMethod(LearnedMethod):
 
     def __init__(self, steps: int = 100, lr: float = 1e-2, gamma: float = 1.0,
                  min_scale: float = 0.01, batch_size: int = 128, scale_invariant: bool = False):
-        _check_steps(steps)
+        self.steps = validation.steps(steps)
         check(isinstance(scale_invariant, bool), "scale_invariant", scale_invariant, "a bool")
-        self.scale_invariant = scale_invariant
         check(is_real(lr) and lr > 0, "lr", lr, "positive")
         check(is_real(gamma) and gamma > 0, "gamma", gamma, "positive")
         check(is_real(min_scale) and min_scale >= 0, "min_scale", min_scale, ">= 0")
-        self.steps, self.lr, self.gamma, self.min_scale = int(steps), lr, gamma, min_scale
-        self.batch_size = batch_size
+        self.lr, self.gamma, self.min_scale = lr, gamma, min_scale
+        self.batch_size, self.scale_invariant = batch_size, scale_invariant
 
     def tunes(self, variable) -> bool:
         return True
@@ -287,11 +269,7 @@ class GradInit(ConstrainedMethod):
     minimizes the loss on ``S̃`` after one step of the target optimizer from ``θ_α``,
     ``L(S̃; θ_α − η·A[g_S]) / η`` (:func:`~keras_metainit.objectives.lookahead_loss`), subject to
     ``‖g_S(θ_α)‖ ≤ γ`` (ℓ2 norm for ``step="sgd"``, ℓ1 for ``"adam"``, as in the reference code).
-    When the constraint is violated the step reduces ``‖g_S‖`` instead (second order); the report
-    counts those steps. Every tensor of nonzero norm gets a scale (biases that start at zero are
-    skipped); scales are updated by RescaleAdam and floored at ``min_scale``. Normalization
-    layers use batch statistics without updating their moving statistics; dropout is off
-    (the shared :class:`ConstrainedMethod`).
+    The rest (which tensors get a scale, their update) is :class:`ConstrainedMethod`'s.
 
     Args:
         steps: number of steps (reference: about one epoch, 390 on CIFAR-10).
@@ -355,9 +333,7 @@ class GradCosine(ConstrainedMethod):
     gradients of ``splits`` overlapping chunks of the batch; GN is their mean norm. While
     ``GN > gamma`` a step reduces GN (the constraint); otherwise it minimizes the target:
     ``"gc"`` = −GC, ``"gc_gn"`` = −GC − λ·Σ‖g_i‖², ``"gc_gn_sqrt"`` = −GC − λ·Σ‖g_i‖ (the
-    released recipe, λ = ``gn_weight`` = 1). Scales are updated by RescaleAdam. Normalization
-    layers use batch statistics without updating their moving statistics; dropout is off
-    (the shared :class:`ConstrainedMethod`).
+    released recipe, λ = ``gn_weight`` = 1). The rest is :class:`ConstrainedMethod`'s.
 
     Note: in the official logs on ResNet-50 the cosine barely moved while GN grew toward γ; the
     report shows GC and GN before and after so you can see what happened on your model.
@@ -467,19 +443,14 @@ def get(identifier, **options) -> Method:
     Raises:
         ValueError: unknown name, or options given together with an instance.
     """
+    if options and isinstance(identifier, (Method, list, tuple)):
+        given = ("a method instance; set them on the instance" if isinstance(identifier, Method)
+                 else "a list of methods; pass method objects with their options")
+        raise ValueError(f"Method options were given together with {given} instead. "
+                         f"Received options: {sorted(options)}")
     if isinstance(identifier, Method):
-        if options:
-            raise ValueError(
-                "Method options were given together with a method instance; set them on the "
-                f"instance instead. Received options: {sorted(options)}"
-            )
         return identifier
     if isinstance(identifier, (list, tuple)):
-        if options:
-            raise ValueError(
-                "Method options were given together with a list of methods; pass method objects "
-                f"with their options instead. Received options: {sorted(options)}"
-            )
         return Chain(identifier)
     if isinstance(identifier, dict):
         if identifier.get("class_name") == "Chain":
@@ -488,9 +459,7 @@ def get(identifier, **options) -> Method:
     if isinstance(identifier, str):
         cls = _REGISTRY.get(identifier.lower().replace("-", "_"))
         if cls is None:
-            raise ValueError(
-                f"Unknown method {identifier!r}. Known: {sorted(_REGISTRY)}"
-            )
+            raise ValueError(f"Unknown method {identifier!r}. Known: {sorted(_REGISTRY)}")
         return cls(**options)
     raise ValueError(f"Argument `method` must be a string or a Method. Received: {identifier!r}")
 
@@ -524,9 +493,7 @@ def available(kind: Optional[Type[Method]] = None) -> List[str]:
     return [cls.aliases[0] for cls in classes if kind is None or issubclass(cls, kind)]
 
 
-# ----------------------------------------------------------------------------------------------
-# Layer-wise methods: the classes live in keras_metainit/layerwise/ (one object the walk calls);
-# imported here so that `methods.LSUV` works and both are registered with this module.
-# ----------------------------------------------------------------------------------------------
+# The layer-wise methods live in keras_metainit/layerwise/ (one object the walk calls); imported
+# here so that `methods.LSUV` works and both are registered with this module.
 from keras_metainit.layerwise.lsuv import LSUV  # noqa: E402
 from keras_metainit.layerwise.sylvester import Sylvester  # noqa: E402

@@ -7,7 +7,7 @@ from __future__ import annotations
 import numbers
 from typing import Any, Optional
 
-__all__ = ["check", "is_int", "is_real", "positive_int", "real", "seed"]
+__all__ = ["check", "is_int", "is_real", "positive_int", "real", "seed", "steps"]
 
 
 def check(cond: bool, name: str, value: Any, what: str) -> None:
@@ -56,3 +56,9 @@ def seed(value) -> Optional[int]:
     """A seed as ``keras.initializers`` take it: None or an integer."""
     check(value is None or is_int(value), "seed", value, "None or an integer")
     return value
+
+
+def steps(value) -> int:
+    """A method's number of steps as an ``int``: a real number >= 1 (``int`` truncates it)."""
+    check(is_real(value) and value >= 1, "steps", value, "an integer >= 1")
+    return int(value)

@@ -342,24 +342,9 @@ class FixupScale(_Scalar):
 class FixupBias(_Scalar):
     """One trainable scalar bias, ``x + bias``: Fixup's scalar biases inside residual branches.
 
-    Args:
-        initial_value: The scalar's initial value (Fixup: 0).
-        **kwargs: Base layer arguments (``name``, ``dtype``, ``trainable`` ...).
-
-    Returns:
-        Called on a tensor, the tensor plus the scalar (same shape).
-
-    Example:
-        See `keras_metainit.FixupInit` for a whole Fixup block.
-
-        ```python
-        from keras_metainit.layers import FixupBias
-        y = FixupBias()(x)  # y == x at init
-        ```
-
-    Reference:
-        Zhang, Dauphin & Ma, "Fixup Initialization: Residual Learning Without Normalization",
-        ICLR 2019. https://arxiv.org/abs/1901.09321
+    The companion of :class:`FixupScale`, with the same arguments and reference: called on a
+    tensor it returns the tensor plus the scalar; ``initial_value`` starts at 0 (Fixup's biases),
+    so ``FixupBias()(x) == x`` at init. Where a Fixup block puts them: `keras_metainit.FixupInit`.
     """
 
     _weight_name = "bias"

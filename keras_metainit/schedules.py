@@ -52,8 +52,8 @@ class QuadraticWarmup(LearningRateSchedule):
         ```
 
     Reference:
-        Arpit, Campos & Bengio, "How to Initialize your Network? Robust Initialization for
-        WeightNorm & ResNets", NeurIPS 2019. https://arxiv.org/abs/1906.02341
+        The weight-norm paper of `keras_metainit.WNInit` (Arpit, Campos & Bengio, NeurIPS 2019),
+        whose networks train with this warmup.
     """
 
     def __init__(

@@ -76,9 +76,7 @@ def _quiet_python_logs() -> None:
 
 def _load_model(path: str):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-
-    import keras_metainit  # noqa: F401  (registers the custom objects)
+    import keras  # (the custom objects are registered: keras_metainit was imported before this)
 
     return keras.models.load_model(path, compile=False)
 

@@ -3,6 +3,8 @@
 ``meta_initialize``'s scales on fixed weights and batches, written as JSON.
 
     KERAS_BACKEND=jax python tests/jax_script.py WORKDIR OUT.json [--methods metainit,...]
+    KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+        python tests/jax_script.py WORKDIR OUT.json --models mlp --data-parallel
 
 ``WORKDIR`` holds ``weights_<model>.npz`` and ``batch.npz``; whichever run comes first writes them
 (NumPy draws, no backend involved) and the next reads them, so both backends see the same numbers.
@@ -120,7 +122,8 @@ def scales(name, method):
                                 verbose=0, **options)
     return {"scales": [t["scale"] for t in report.tensors],
             "weights": [float(np.linalg.norm(np.asarray(v))) for v in model.get_weights()],
-            "history": report.history, "kept_start": report.kept_start}
+            "history": report.history, "kept_start": report.kept_start,
+            "notes": list(report.notes)}
 
 
 if __name__ == "__main__":
@@ -129,9 +132,15 @@ if __name__ == "__main__":
     parser.add_argument("out")
     parser.add_argument("--methods", default="metainit,gradinit,gradcosine")
     parser.add_argument("--models", default="mlp,cnn")
+    parser.add_argument("--data-parallel", action="store_true",
+                        help="JAX: run under keras.distribution.DataParallel over every device")
     args = parser.parse_args()
     WORKDIR = args.workdir
     result = {"backend": keras.backend.backend()}
+    if args.data_parallel:
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        result["devices"] = len(devices)
     for name in args.models.split(","):
         result[name] = figures(name)
         for method in args.methods.split(","):

@@ -3,7 +3,8 @@
 - Cross-backend (any in-process backend; run by CI's TensorFlow step): ``tests/jax_script.py`` in
   a subprocess under ``KERAS_BACKEND=tensorflow`` and ``KERAS_BACKEND=jax`` on the same saved
   weights and batches; GQ, GradCosine, GradInit's look-ahead and their scale gradients, the
-  diagnostics and ``meta_initialize``'s scales agree to 1e-5 (relative, float32).
+  diagnostics and ``meta_initialize``'s scales agree to 1e-5 (relative, float32); and JAX under
+  ``keras.distribution.DataParallel`` over two host devices sets the scales of one device.
 - In-process (``KERAS_BACKEND=jax`` only; CI's JAX step): analytic initializers, weight-normalized
   layers and the warmup schedule, every learned method, the guard, layer-wise methods, errors.
 """
@@ -28,9 +29,10 @@ RTOL = 1e-5
 SCRIPT = os.path.join(os.path.dirname(__file__), "jax_script.py")
 
 
-def _run(backend, workdir, out, methods, env_extra=None):
+def _run(backend, workdir, out, methods, env_extra=None, args=()):
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", **(env_extra or {}))
-    proc = subprocess.run([sys.executable, SCRIPT, str(workdir), str(out), "--methods", methods],
+    proc = subprocess.run([sys.executable, SCRIPT, str(workdir), str(out), "--methods", methods,
+                           *args],
                           env=env, capture_output=True, text=True, timeout=1500)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out) as f:
@@ -38,15 +40,30 @@ def _run(backend, workdir, out, methods, env_extra=None):
 
 
 @pytest.fixture(scope="module")
-def both(tmp_path_factory):
+def workdir(tmp_path_factory):
+    """Where the first subprocess writes the weights and batches every later one reads."""
     if ON_JAX:
         pytest.skip("cross-backend subprocesses run in CI's TensorFlow step")
-    workdir = tmp_path_factory.mktemp("cross_backend")
+    return tmp_path_factory.mktemp("cross_backend")
+
+
+@pytest.fixture(scope="module")
+def both(workdir):
     methods = "metainit,gradinit,gradcosine"
     tf_out = _run("tensorflow", workdir, workdir / "tf.json", methods)
     jax_out = _run("jax", workdir, workdir / "jax.json", methods)
     assert (tf_out["backend"], jax_out["backend"]) == ("tensorflow", "jax")
     return tf_out, jax_out
+
+
+@pytest.fixture(scope="module")
+def data_parallel(both, workdir):
+    """The MLP's runs again on JAX under ``keras.distribution.DataParallel`` over two host devices
+    (``XLA_FLAGS=--xla_force_host_platform_device_count=2``), on the same weights and batches."""
+    out = _run("jax", workdir, workdir / "jax_dp.json", "metainit,gradinit,gradcosine",
+               {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}, ["--models", "mlp",
+                                                                          "--data-parallel"])
+    return both[1], out
 
 
 def _close(a, b, rtol=RTOL):
@@ -85,6 +102,18 @@ def test_meta_initialize_sets_the_same_scales_on_both_backends(both, model, meth
     _close(a["scales"], b["scales"])
     _close(a["weights"], b["weights"])
     assert a["kept_start"] == b["kept_start"]
+
+
+@pytest.mark.parametrize("method", ["metainit", "gradinit", "gradcosine"])
+def test_data_parallel_on_jax_sets_the_scales_of_one_device(data_parallel, method):
+    one, dp = data_parallel
+    assert dp["devices"] == 2
+    a, b = one["mlp"][method], dp["mlp"][method]
+    assert "error" not in b, b
+    assert any("DataParallel, 2 device(s)" in n for n in b["notes"]), b["notes"]
+    assert np.any(np.abs(np.asarray(a["scales"]) - 1) > 1e-3)
+    _close(a["scales"], b["scales"])
+    _close(a["weights"], b["weights"])
 
 
 # ----------------------------------------------------------------------------------------------

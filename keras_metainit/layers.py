@@ -139,14 +139,8 @@ class WNDense(_WeightNorm):
         epsilon: float = 1e-12,
         **kwargs: Any,
     ):
-        super().__init__(
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            epsilon=epsilon,
-            **kwargs,
-        )
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, epsilon,
+                         **kwargs)
         self.units = positive_int("units", units)
         self.input_spec = keras.InputSpec(min_ndim=2)
 
@@ -210,8 +204,7 @@ class WNConv2D(_WeightNorm):
         ```
 
     Reference:
-        Salimans & Kingma, "Weight Normalization: A Simple Reparameterization to Accelerate
-        Training of Deep Neural Networks", NeurIPS 2016. https://arxiv.org/abs/1602.07868
+        Salimans & Kingma (2016), the weight-normalization paper cited by `WNDense`.
     """
 
     def __init__(
@@ -229,14 +222,8 @@ class WNConv2D(_WeightNorm):
         epsilon: float = 1e-12,
         **kwargs: Any,
     ):
-        super().__init__(
-            activation=activation,
-            use_bias=use_bias,
-            kernel_initializer=kernel_initializer,
-            bias_initializer=bias_initializer,
-            epsilon=epsilon,
-            **kwargs,
-        )
+        super().__init__(activation, use_bias, kernel_initializer, bias_initializer, epsilon,
+                         **kwargs)
         self.filters = positive_int("filters", filters)
         self.kernel_size = _int_pair("kernel_size", kernel_size)
         self.strides = _int_pair("strides", strides)

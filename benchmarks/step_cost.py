@@ -14,6 +14,8 @@ Targets (issue "Speed"): MLP ≤ 4× / 2× / 3.5×, CNN ≤ 6× / 3× / 4×, Res
 with the first step ≤ 60 s; peak memory ≤ 3× a training step's on the MLP and CNN.
 
 Usage: python benchmarks/step_cost.py [--models mlp cnn resnet] [--methods ...] [--steps 10]
+       python benchmarks/step_cost.py --backend jax   # MLP and CNN on JAX beside TensorFlow
+                                                      # (benchmarks/step_cost_jax.py)
 """
 import argparse
 import json
@@ -105,7 +107,15 @@ def main():
     p.add_argument("--models", nargs="+", default=["mlp", "cnn", "resnet"], choices=list(TARGETS))
     p.add_argument("--methods", nargs="+", default=["metainit", "gradinit", "gradcosine"])
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow",
+                   help="jax: the MLP and CNN on Keras's JAX backend beside TensorFlow, each in "
+                        "its own process (benchmarks/step_cost_jax.py)")
     args = p.parse_args()
+    if args.backend == "jax":
+        import step_cost_jax  # beside this script
+
+        sys.argv = [step_cost_jax.__file__, "--steps", str(args.steps)]
+        return step_cost_jax.main()
     print(f"{args.steps} timed steps per row; each row a fresh process")
     print("| model | step | ms/step | ratio to a training step | target | first step s "
           "| peak memory ratio |")

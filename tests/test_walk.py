@@ -260,6 +260,8 @@ def test_embedding_and_recurrent_layers_are_listed_with_a_reason():
     (lambda: keras.layers.Conv2D(4, (3, 2), strides=2, padding="same"), (5, 9, 8, 3)),
     (lambda: keras.layers.Conv3D(4, 2, padding="same"), (3, 4, 5, 4, 2)),
     (lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2, strides=2), (5, 9, 9, 3)),
+    (lambda: keras.layers.Conv2D(6, 3, groups=3, strides=2, padding="same"), (5, 9, 9, 6)),
+    (lambda: keras.layers.Conv1D(4, 2, groups=2, dilation_rate=2), (5, 11, 4)),
     (lambda: keras.layers.SeparableConv2D(4, 3, depth_multiplier=2, padding="same"), (5, 6, 6, 3)),
 ])
 def test_every_view_is_the_layer_and_its_rows_times_its_matrices(make, shape):

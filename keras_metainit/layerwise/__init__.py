@@ -28,7 +28,7 @@ from keras_metainit.layerwise.kinds import (
 )
 from keras_metainit.layerwise.lsuv import LSUV
 from keras_metainit.layerwise.stages import (
-    ConvStage, DepthwiseStage, MatmulStage, Stage, TransposeStage,
+    ConvStage, DepthwiseStage, GroupedConvStage, MatmulStage, Stage, TransposeStage,
 )
 from keras_metainit.layerwise.sylvester import (
     LABEL_NOISE, LATENTS, RCOND, RIDGE, Sylvester, SylvesterSolution, latent_code, sylvester_solve,
@@ -37,7 +37,8 @@ from keras_metainit.layerwise.walk import walk
 
 __all__ = [
     "LayerwiseError", "conv_patches", "layer_input", "layer_inputs", "pooled_variance",
-    "Stage", "MatmulStage", "ConvStage", "DepthwiseStage", "TransposeStage", "LayerView",
+    "Stage", "MatmulStage", "ConvStage", "GroupedConvStage", "DepthwiseStage", "TransposeStage",
+    "LayerView",
     "register_layer", "view_of", "preactivation", "preactivation_variance",
     "LSUV", "Sylvester", "SylvesterSolution", "latent_code", "sylvester_solve",
     "RIDGE", "RCOND", "LABEL_NOISE", "LATENTS", "walk",

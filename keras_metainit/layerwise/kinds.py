@@ -8,7 +8,8 @@ linear map ``y = x ⋆ kernel (+ bias)`` with, for the Sylvester solve, the kern
 | layer | stages (groups × fan_in × units) |
 | --- | --- |
 | ``Dense``, ``EinsumDense`` (a product on trailing axes) | one matmul, 1 × in × out |
-| ``Conv1D/2D/3D`` (``groups=1``) | one convolution on patches, 1 × (prod(kernel_size)·cin) × filters |
+| ``Conv1D/2D/3D`` | one convolution on patches, 1 × (prod(kernel_size)·cin) × filters |
+| ``Conv1D/2D/3D`` with ``groups=G`` | per group, G × (prod(kernel_size)·cin/G) × filters/G |
 | ``DepthwiseConv1D/2D`` | per channel, cin × prod(kernel_size) × depth_multiplier |
 | ``SeparableConv1D/2D`` | depthwise stage, then the pointwise 1×1 convolution |
 | ``Conv1D/2D/3DTranspose`` | one stage without a matrix view (LSUV only) |
@@ -36,7 +37,7 @@ from keras_metainit.layerwise.activations import (
     LayerwiseError, describe, pooled_variance, to_numpy,
 )
 from keras_metainit.layerwise.stages import (
-    ConvStage, DepthwiseStage, MatmulStage, Stage, TransposeStage,
+    ConvStage, DepthwiseStage, GroupedConvStage, MatmulStage, Stage, TransposeStage,
 )
 
 __all__ = ["LayerView", "register_layer", "view_of", "preactivation", "preactivation_variance"]
@@ -124,10 +125,10 @@ def _einsum(layer):
 
 
 def _conv(layer):
-    if getattr(layer, "groups", 1) != 1:
-        return f"grouped convolution (groups={layer.groups})"
-    kernel = _kernel_var(layer)
-    return LayerView([ConvStage(kernel, layer.bias, *_conv_args(layer))], layer.activation)
+    kernel, groups = _kernel_var(layer), getattr(layer, "groups", 1)
+    stage = (ConvStage(kernel, layer.bias, *_conv_args(layer)) if groups == 1
+             else GroupedConvStage(kernel, layer.bias, *_conv_args(layer), groups))
+    return LayerView([stage], layer.activation)
 
 
 def _depthwise(layer):

@@ -24,8 +24,8 @@ def orthonormal(stage: Stage, seed: int) -> None:
 
     One group (``Dense``, a convolution): ``keras.initializers.Orthogonal(seed)`` on
     ``(fan_in, units)``, orthonormal columns, one per output unit (the same draw as on the
-    kernel's own shape). Several groups (a depthwise kernel): each channel's
-    ``(taps, multiplier)`` matrix orthonormal. No matrix view (a transposed convolution):
+    kernel's own shape). Several groups (a depthwise or grouped convolution): each group's
+    matrix orthonormal. No matrix view (a transposed convolution):
     ``Orthogonal`` on the kernel's shape.
 
     Args:
@@ -64,9 +64,9 @@ class LSUV(LayerwiseMethod):
 
     Any model works (Sequential, Functional, subclassed, nested models, layers inside blocks):
     a layer's input is read where it is called. Layers set: ``Dense``, ``EinsumDense`` (a
-    product on trailing axes), ``Conv1D/2D/3D``, their ``Transpose`` versions,
+    product on trailing axes), ``Conv1D/2D/3D`` (grouped too), their ``Transpose`` versions,
     ``DepthwiseConv1D/2D``, ``SeparableConv1D/2D``; a shared layer is set from all its calls.
-    Other layers that own a kernel (``Embedding``, recurrent cells, grouped convolutions,
+    Other layers that own a kernel (``Embedding``, recurrent cells,
     quantized or LoRA layers, subclasses that override ``call``) are skipped with a warning and
     a ``"skipped: <reason>"`` row. A custom layer is taught with
     :func:`keras_metainit.layerwise.register_layer`::

@@ -3,8 +3,9 @@
 A stage is one linear map ``y = x ⋆ kernel (+ bias)`` of a layer. It computes its output (the
 pre-activation) and, for the Sylvester solve, the *rows* its kernel multiplies, with the kernel
 seen as ``groups`` matrices ``(fan_in, units)``: :class:`MatmulStage` (a product on trailing
-axes), :class:`ConvStage` (a convolution on patches), :class:`DepthwiseStage` (one matrix per
-channel) and :class:`TransposeStage` (no matrix view: LSUV only). Which layer is which chain of
+axes), :class:`ConvStage` (a convolution on patches), :class:`GroupedConvStage` (one matrix per
+group of channels), :class:`DepthwiseStage` (one matrix per channel) and :class:`TransposeStage`
+(no matrix view: LSUV only). Which layer is which chain of
 stages is :mod:`~keras_metainit.layerwise.kinds`.
 """
 from __future__ import annotations
@@ -18,7 +19,8 @@ from keras_metainit.layerwise.activations import (
     conv_patches, depthwise_patches, in_chunks, to_numpy,
 )
 
-__all__ = ["Stage", "MatmulStage", "ConvStage", "DepthwiseStage", "TransposeStage"]
+__all__ = ["Stage", "MatmulStage", "ConvStage", "GroupedConvStage", "DepthwiseStage",
+           "TransposeStage"]
 
 _ROW_CHUNK = 1 << 24  # floats of patches built at a time (64 MB)
 
@@ -178,6 +180,51 @@ class ConvStage(Stage):
     def _rows(self, x):
         p = conv_patches(x, self.kernel_size, **self.geometry)
         return p.reshape(-1, 1, p.shape[-1])
+
+
+class GroupedConvStage(ConvStage):
+    """A grouped convolution (``Conv1D/2D/3D`` with ``groups=G > 1``): the input channels and the
+    filters are split into ``G`` contiguous groups and group ``g``'s filters see only its
+    ``cin/G`` channels, so the kernel is ``G`` matrices ``(prod(kernel_size)·cin/G, filters/G)``.
+    ConvNeXt's depthwise convolutions are ``Conv2D(groups=channels)``.
+
+    Args:
+        kernel: the kernel variable ``(*kernel_size, cin/G, filters)``.
+        bias: the bias variable ``(filters,)``, or None.
+        strides: strides, one per spatial dimension.
+        padding: ``"valid"``, ``"same"`` or ``"causal"``.
+        dilation_rate: dilation, one per spatial dimension.
+        data_format: ``"channels_last"`` or ``"channels_first"``.
+        groups: the layer's ``groups``.
+    """
+
+    def __init__(self, kernel, bias, strides, padding, dilation_rate, data_format, groups: int):
+        super().__init__(kernel, bias, strides, padding, dilation_rate, data_format)
+        self._groups = int(groups)
+
+    @property
+    def groups(self) -> int:
+        return self._groups
+
+    @property
+    def units(self) -> int:
+        return int(self.kernel.shape[-1]) // self._groups
+
+    # the output is ConvStage's: keras.ops.conv infers the groups from the kernel's channels
+
+    def _rows(self, x):
+        p = conv_patches(x, self.kernel_size, **self.geometry)  # (..., taps · cin)
+        taps, per_group = int(np.prod(self.kernel_size)), int(self.kernel.shape[-2])
+        p = p.reshape(-1, taps, self._groups, per_group).transpose(0, 2, 1, 3)
+        return p.reshape(-1, self._groups, taps * per_group)
+
+    def matrix(self):
+        k = to_numpy(self.kernel.value).astype(np.float64)
+        return k.reshape(-1, self._groups, self.units).transpose(1, 0, 2)
+
+    def assign(self, w):
+        k = np.asarray(w).transpose(1, 0, 2)
+        self.kernel.assign(k.reshape(tuple(self.kernel.shape)).astype(self.kernel.dtype))
 
 
 class DepthwiseStage(ConvStage):

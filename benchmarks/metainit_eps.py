@@ -43,7 +43,7 @@ def main():
                 for eps in args.eps:
                     model = common.scale_kernels(make(seed), bad)
                     r = km.meta_initialize(model, None, steps=args.steps, eps=eps, seed=seed,
-                                           verbose=0)
+                                           verbose=0, method="metainit")
                     acc, _ = common.train_eval(model, train, test, epochs=args.epochs)
                     rows[(arch, f"x{bad} + MetaInit", f"{eps:g}")].append(
                         (acc, r.after["gq"] / r.before["gq"], r.end_to_end_gain["after"]))

@@ -48,7 +48,7 @@ def worker() -> None:
     params0 = [v.value for v in model.trainable_variables]
     tuned = [i for i, p in enumerate(params0) if len(p.shape) == 2]
     path = "Eigen (oneDNN off)" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "oneDNN"
-    report = km.meta_initialize(model_x3(), None, steps=200, seed=0, verbose=0)
+    report = km.meta_initialize(model_x3(), None, steps=200, seed=0, verbose=0, method="metainit")
     run = f"{report.before['gq']:.3g} -> {report.after['gq']:.3g}"
     for form in ("fused op", "log_softmax"):
         def per_example(params, batch, form=form):

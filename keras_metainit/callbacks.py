@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 import keras
 
+from keras_metainit import methods as methods_lib
 from keras_metainit.engine import meta_initialize
 from keras_metainit.report import InitReport
 
@@ -40,7 +41,7 @@ class MetaInitialize(keras.callbacks.Callback):
         >>> print(init.report)
     """
 
-    def __init__(self, data: Any = None, method: Any = "metainit", every_fit: bool = False,
+    def __init__(self, data: Any = None, method: Any = methods_lib.DEFAULT, every_fit: bool = False,
                  **options):
         super().__init__()
         if not isinstance(every_fit, bool):

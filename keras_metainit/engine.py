@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from typing import Any, List, Optional, Union
+from typing import Any, List, Optional, Sequence, Union
 
 import keras
 import numpy as np
@@ -24,7 +24,7 @@ __all__ = ["meta_initialize", "install"]
 def meta_initialize(
     model: keras.Model,
     data: Any = None,
-    method: Union[str, methods_lib.Method] = "metainit",
+    method: Union[str, methods_lib.Method, Sequence] = methods_lib.DEFAULT,
     *,
     loss: Any = None,
     steps: Optional[int] = None,
@@ -45,10 +45,11 @@ def meta_initialize(
         data: None (random Gaussian inputs and uniform labels, MetaInit's reference setting), a
             ``tf.data.Dataset`` of ``(x, y)`` or ``x`` batches, NumPy ``(x, y)`` or ``x``, or the
             name of a TensorFlow Datasets dataset (loaded with ``download=False``).
-        method: ``"metainit"``, ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"lsuv"``,
-            ``"sylvester"``, a method object from :mod:`keras_metainit.methods`, or a list of
-            these run in order on one report (``["lsuv", "gradinit"]``, a
-            :class:`~keras_metainit.methods.Chain`).
+        method: ``"lsuv"`` (the default, :data:`keras_metainit.methods.DEFAULT`: the strongest
+            and cheapest in our benchmarks, see docs/choosing.md), ``"metainit"``,
+            ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"sylvester"``, a method object from
+            :mod:`keras_metainit.methods`, or a list of these run in order on one report
+            (``["lsuv", "gradinit"]``, a :class:`~keras_metainit.methods.Chain`).
         loss: a Keras loss; default the compiled loss, else inferred from the output layer.
         steps: number of steps, overriding the method's (every learned stage's, for a list).
         batch_size: examples per batch for data that is not batched yet (default: the method's).
@@ -174,7 +175,7 @@ def _chain_report(chain: methods_lib.Chain, stages: List[InitReport], wall_time:
 
 # ----------------------------------------------------------------------------------------------
 
-def _model_meta_initialize(self, data=None, method="metainit", **kwargs) -> InitReport:
+def _model_meta_initialize(self, data=None, method=methods_lib.DEFAULT, **kwargs) -> InitReport:
     """``keras_metainit.meta_initialize(self, data, method, **kwargs)``; added by keras_metainit."""
     return meta_initialize(self, data, method, **kwargs)
 

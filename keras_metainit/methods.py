@@ -24,7 +24,14 @@ from keras_metainit.validation import check, is_real
 
 __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "MetaInit",
            "GradInit", "GradCosine", "LSUV", "Sylvester", "Chain", "get", "serialize",
-           "deserialize", "available"]
+           "deserialize", "available", "DEFAULT"]
+
+#: The method ``meta_initialize`` runs when none is named. Chosen by the evidence of
+#: ``benchmarks/claims.py`` (docs/choosing.md, "The default"): LSUV was the strongest and the
+#: cheapest initialization on every deep plain net we measured, from Keras's default init, from
+#: He and from bad scales, did no harm from a He start, and sets every layer of the
+#: keras.applications models in seconds; MetaInit, GradInit and GradCosine are one argument away.
+DEFAULT = "lsuv"
 
 #: alias -> class; every subclass of :class:`Method` with ``aliases`` adds itself when defined
 _REGISTRY: Dict[str, Type["Method"]] = {}

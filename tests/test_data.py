@@ -134,7 +134,7 @@ def test_random_data_for_image_and_token_inputs():
     assert y_cls.shape == (64,) and int(tf.reduce_max(y_cls)) < CLASSES
     assert y_reg.shape == (64, 1) and spec.random_labels and "tokens" in desc
     # and the whole run works on it (the Embedding gather never sees an index out of range)
-    report = km.meta_initialize(model, None, steps=2, batch_size=16, seed=0, verbose=0)
+    report = km.meta_initialize(model, None, steps=2, batch_size=16, seed=0, verbose=0, method="metainit")
     assert report.steps_run == 2 and np.isfinite(report.after["gq"])
 
 
@@ -192,7 +192,7 @@ def test_labels_out_of_range_are_refused_before_any_step(form):
     if form == "tf.data":
         data = tf.data.Dataset.from_tensor_slices(data).batch(N)
     with pytest.raises(ValueError, match=r"\[0, 9\].*width 10.*\[0, 12\]"):
-        km.meta_initialize(model, data, steps=2, batch_size=N, verbose=0)
+        km.meta_initialize(model, data, steps=2, batch_size=N, verbose=0, method="metainit")
     for v, b in zip(model.weights, before):
         np.testing.assert_array_equal(v.numpy(), b)
 

@@ -50,7 +50,7 @@ def test_metainit_recovers_from_bad_init(bad_scale, fmnist, capsys):
     he_acc = short_fit(mlp(depth, width, seed=1), fmnist)
     bad_acc = short_fit(mlp(depth, width, bad_scale, seed=1), fmnist)
     model = mlp(depth, width, bad_scale, seed=1)
-    report = model.meta_initialize(None, steps=200, seed=0, verbose=0)
+    report = model.meta_initialize(None, steps=200, seed=0, verbose=0, method="metainit")
     acc = short_fit(model, fmnist)
     with capsys.disabled():
         print(f"\n[x{bad_scale}] GQ {report.before['gq']:.3g} -> {report.after['gq']:.3g}, "
@@ -68,7 +68,7 @@ def test_metainit_recovers_from_bad_init(bad_scale, fmnist, capsys):
 @pytest.mark.parametrize("bad_scale", [0.1, 3.0])
 def test_paper_eps_lowers_gq_at_least_twofold(bad_scale):
     model = mlp(12, 96, bad_scale, seed=1)
-    report = model.meta_initialize(None, steps=200, eps=1e-5, seed=0, verbose=0)
+    report = model.meta_initialize(None, steps=200, eps=1e-5, seed=0, verbose=0, method="metainit")
     assert report.after["gq"] <= report.before["gq"] / 2
 
 
@@ -76,7 +76,7 @@ def test_paper_eps_lowers_gq_at_least_twofold(bad_scale):
 def test_only_norms_change(fmnist):
     model = mlp(bias="random_normal", scale=0.3)
     before = [v.numpy().copy() for v in model.trainable_variables]
-    report = km.meta_initialize(model, fmnist[:2], steps=20, verbose=0)
+    report = km.meta_initialize(model, fmnist[:2], steps=20, verbose=0, method="metainit")
     after = [v.numpy() for v in model.trainable_variables]
     changed = 0
     for b, a, v in zip(before, after, model.trainable_variables):
@@ -93,7 +93,7 @@ def test_only_norms_change(fmnist):
 
 
 def test_compiled_step_is_traced_once():
-    report = km.meta_initialize(mlp(depth=2, width=8), None, steps=6, batch_size=16, verbose=0)
+    report = km.meta_initialize(mlp(depth=2, width=8), None, steps=6, batch_size=16, verbose=0, method="metainit")
     assert report.steps_run == 6
     assert report.traces == 1
 
@@ -109,7 +109,7 @@ def test_dropout_off_and_batchnorm_untouched():
     # Dropout off: two evaluations agree exactly.
     assert km.gradient_quotient(model, (x, y)) == km.gradient_quotient(model, (x, y))
     stats = [v.numpy().copy() for v in model.non_trainable_variables]
-    km.meta_initialize(model, (x, y), steps=5, batch_size=16, verbose=0)
+    km.meta_initialize(model, (x, y), steps=5, batch_size=16, verbose=0, method="metainit")
     for s, v in zip(stats, model.non_trainable_variables):
         np.testing.assert_array_equal(s, v.numpy())
 
@@ -119,7 +119,8 @@ def test_nan_in_arrays_raises_and_names_it():
     x = np.ones((32, 784), "float32")
     x[3, 5] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        km.meta_initialize(mlp(depth=1, width=8), (x, np.zeros(32)), steps=2, verbose=0)
+        km.meta_initialize(mlp(depth=1, width=8), (x, np.zeros(32)), "metainit", steps=2,
+                           verbose=0)
 
 
 def test_nan_batch_mid_run_raises_and_leaves_model_unchanged():
@@ -129,7 +130,7 @@ def test_nan_batch_mid_run_raises_and_leaves_model_unchanged():
     x[40] = np.inf  # third batch of 16
     ds = tf.data.Dataset.from_tensor_slices((x, np.arange(64) % 10)).batch(16)
     with pytest.raises(DataError, match="NaN or Inf"):
-        km.meta_initialize(model, ds, steps=10, verbose=0)
+        km.meta_initialize(model, ds, steps=10, verbose=0, method="metainit")
     for b, v in zip(before, model.trainable_variables):
         np.testing.assert_array_equal(b, v.numpy())
 
@@ -160,7 +161,7 @@ def test_keyboard_interrupt_writes_last_good_and_reraises(monkeypatch):
 
     monkeypatch.setattr(report_lib.Progress, "update", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        km.meta_initialize(model, None, steps=20, batch_size=16, verbose=0)
+        km.meta_initialize(model, None, steps=20, batch_size=16, verbose=0, method="metainit")
     moved = False
     for w, v in zip(w0, model.trainable_variables):
         a = v.numpy()
@@ -176,7 +177,7 @@ def test_keyboard_interrupt_writes_last_good_and_reraises(monkeypatch):
 def test_bad_arguments_are_named():
     model = mlp(depth=1, width=8)
     with pytest.raises(ValueError, match="steps"):
-        km.meta_initialize(model, None, steps=0)
+        km.meta_initialize(model, None, steps=0, method="metainit")
     with pytest.raises(ValueError, match="Unknown method"):
         km.meta_initialize(model, None, method="nope")
     with pytest.raises(ValueError, match="instance"):
@@ -185,12 +186,12 @@ def test_bad_arguments_are_named():
         km.methods.MetaInit(eps=-1)
     with pytest.raises(ValueError, match="empty"):
         km.meta_initialize(model, tf.data.Dataset.from_tensor_slices(
-            (np.zeros((0, 784), "float32"), np.zeros(0))).batch(4))
+            (np.zeros((0, 784), "float32"), np.zeros(0))).batch(4), method="metainit")
     frozen = mlp(depth=1, width=8)
     for layer in frozen.layers:
         layer.trainable = False
     with pytest.raises(ValueError, match="no tensor"):
-        km.meta_initialize(frozen, None, steps=2)
+        km.meta_initialize(frozen, None, steps=2, method="metainit")
 
 
 def test_method_resolution_like_optimizers():
@@ -211,13 +212,13 @@ def test_every_data_form(form, fmnist):
         with tfds.testing.mock_data(num_examples=64, policy=tfds.testing.MockPolicy.USE_CODE):
             model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
                                       keras.layers.Dense(8, "relu"), keras.layers.Dense(10)])
-            report = km.meta_initialize(model, "mnist", steps=2, batch_size=16, verbose=0)
+            report = km.meta_initialize(model, "mnist", steps=2, batch_size=16, verbose=0, method="metainit")
         assert "tfds:mnist" in report.data
         return
     data = {"none": None, "xy": (x, y), "x": x,
             "dataset": tf.data.Dataset.from_tensor_slices((x, y)).batch(16),
             "unbatched": tf.data.Dataset.from_tensor_slices((x, y))}[form]
-    report = model.meta_initialize(data, steps=3, batch_size=16, verbose=0)
+    report = model.meta_initialize(data, steps=3, batch_size=16, verbose=0, method="metainit")
     assert report.steps_run == 3 and report.traces == 1
     assert np.isfinite(report.after["gq"])
     assert any(abs(s - 1) > 1e-3 for s in report.scales.values())
@@ -226,14 +227,14 @@ def test_every_data_form(form, fmnist):
 def test_unbuilt_model_is_built_from_first_batch(fmnist):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Dense(8, "relu"), keras.layers.Dense(10)])
-    report = km.meta_initialize(model, fmnist[:2], steps=2, batch_size=16, verbose=0)
+    report = km.meta_initialize(model, fmnist[:2], steps=2, batch_size=16, verbose=0, method="metainit")
     assert model.built and report.steps_run == 2
 
 
 def test_compiled_loss_is_used_and_reported():
     model = mlp(depth=1, width=8)
     model.compile("adam", keras.losses.CategoricalCrossentropy(from_logits=True))
-    report = km.meta_initialize(model, None, steps=2, batch_size=8, verbose=0)
+    report = km.meta_initialize(model, None, steps=2, batch_size=8, verbose=0, method="metainit")
     assert "categorical_crossentropy" in report.loss and "compiled" in report.loss
     assert "onehot" in report.data
 
@@ -241,7 +242,7 @@ def test_compiled_loss_is_used_and_reported():
 # ----------------------------------------------------------------------------- report
 def test_report_print_dict_plot(tmp_path, capsys):
     model = mlp(depth=2, width=8, scale=0.5)
-    report = model.meta_initialize(None, steps=4, batch_size=16, verbose=2)
+    report = model.meta_initialize(None, steps=4, batch_size=16, verbose=2, method="metainit")
     assert "4 steps" in capsys.readouterr().out
     text = str(report)
     assert "gq" in text and "dense" in text and "end-to-end gain" in text
@@ -261,7 +262,7 @@ def test_end_to_end_gain_is_one_for_he_kernels():
         keras.layers.Conv2D(32, 3, kernel_initializer="he_normal", use_bias=False),
         keras.layers.Flatten(), keras.layers.Dense(64, kernel_initializer="he_normal"),
     ])
-    report = km.meta_initialize(model, None, steps=1, batch_size=4, verbose=0, loss="mse")
+    report = km.meta_initialize(model, None, steps=1, batch_size=4, verbose=0, loss="mse", method="metainit")
     assert 0.9 < report.end_to_end_gain["before"] < 1.1
 
 
@@ -275,7 +276,7 @@ def test_third_order_conv_graph_needs_no_xla_fallback():
     conv = lambda s: keras.layers.Conv2D(4, 3, strides=s, padding="same", activation="relu")  # noqa: E731
     model = keras.Sequential([keras.Input((8, 8, 1)), conv(2), conv(1), conv(1), conv(1),
                               keras.layers.Flatten(), keras.layers.Dense(3)])
-    report = km.meta_initialize(model, None, steps=2, batch_size=4, verbose=0)
+    report = km.meta_initialize(model, None, steps=2, batch_size=4, verbose=0, method="metainit")
     assert report.steps_run == 2
     assert not any("XLA" in n for n in report.notes), report.notes
 
@@ -292,13 +293,13 @@ def test_mixed_precision_computes_in_float32_and_keeps_the_policy(policy):
     try:
         model = build()
         model.set_weights(reference.get_weights())
-        report = km.meta_initialize(model, None, steps=3, batch_size=16, seed=0, verbose=0)
+        report = km.meta_initialize(model, None, steps=3, batch_size=16, seed=0, verbose=0, method="metainit")
         assert keras.mixed_precision.global_policy().name == policy
         assert all(layer.dtype_policy.name == policy for layer in model.layers)
     finally:
         keras.mixed_precision.set_global_policy("float32")
     assert any("float32" in n and policy in n for n in report.notes)
-    ref = km.meta_initialize(reference, None, steps=3, batch_size=16, seed=0, verbose=0)
+    ref = km.meta_initialize(reference, None, steps=3, batch_size=16, seed=0, verbose=0, method="metainit")
     assert np.isfinite(report.after["gq"])
     # float32 arithmetic: the same GQ as the float32 twin, not float16's three digits
     np.testing.assert_allclose(report.before["gq"], ref.before["gq"], rtol=1e-5)
@@ -369,3 +370,19 @@ def test_no_retracing_warnings_from_repeated_calls(caplog):
     other = logging.LogRecord("tensorflow", logging.WARNING, "", 0, "5 out of the last 5 calls to "
                               "<function user_fn at 0x1> triggered tf.function retracing", (), None)
     assert own.filter(other)
+
+
+def test_the_default_method_is_the_registrys_default_everywhere():
+    """``meta_initialize(model, data)``, ``model.meta_initialize(data)`` and the callback all run
+    :data:`keras_metainit.methods.DEFAULT` (LSUV, chosen by the benchmarks)."""
+    from keras_metainit.callbacks import MetaInitialize
+
+    assert km.methods.get(km.methods.DEFAULT).name == km.methods.LSUV().name
+    x = np.random.default_rng(0).standard_normal((64, 784)).astype("float32")
+    y = np.arange(64) % 10
+    a = km.meta_initialize(mlp(depth=2, width=16), (x, y), seed=0, verbose=0)
+    model = mlp(depth=2, width=16)
+    b = model.meta_initialize((x, y), seed=0, verbose=0)
+    assert a.method == b.method == km.methods.get(km.methods.DEFAULT).name
+    assert MetaInitialize().method == km.methods.DEFAULT
+    assert all(r["status"] == "set" for r in b.layers)

@@ -242,6 +242,6 @@ def test_layerwise_methods_run_on_jax(method):
 def test_tensorflow_only_options_are_refused_with_the_jax_alternative():
     model = _mlp()
     with pytest.raises(NotImplementedError, match="micro_batches"):
-        km.meta_initialize(model, None, steps=1, batch_size=32, micro_batches=2, verbose=0)
+        km.meta_initialize(model, None, steps=1, batch_size=32, micro_batches=2, verbose=0, method="metainit")
     with pytest.raises(ValueError, match="keras.distribution"):
-        km.meta_initialize(model, None, steps=1, batch_size=32, strategy=object(), verbose=0)
+        km.meta_initialize(model, None, steps=1, batch_size=32, strategy=object(), verbose=0, method="metainit")

@@ -133,9 +133,9 @@ def test_micro_batches_must_divide_the_batch():
     x = np.zeros((30, 6), "float32")
     with pytest.raises(ValueError, match="multiple of 4"):
         km.meta_initialize(model, (x, np.zeros(30, "int64")), steps=1, batch_size=30,
-                           micro_batches=4, verbose=0)
+                           micro_batches=4, verbose=0, method="metainit")
     with pytest.raises(ValueError, match="micro_batches"):
-        km.meta_initialize(model, None, steps=1, micro_batches=0, verbose=0)
+        km.meta_initialize(model, None, steps=1, micro_batches=0, verbose=0, method="metainit")
 
 
 def test_an_objective_without_totals_cannot_be_split():

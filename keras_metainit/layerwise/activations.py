@@ -45,6 +45,11 @@ def take(x, start: int, stop: int):
 
 
 def to_numpy(t) -> np.ndarray:
+    """A tensor, a variable or an array as NumPy. Variables and eager tensors are read with
+    ``.numpy()`` (NumPy 2 warns when it converts a TensorFlow variable itself: its
+    ``__array__`` takes no ``copy`` keyword)."""
+    if hasattr(t, "numpy"):
+        return np.asarray(t.numpy())
     return np.asarray(keras.ops.convert_to_numpy(t))
 
 

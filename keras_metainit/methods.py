@@ -26,11 +26,8 @@ __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "M
            "GradInit", "GradCosine", "LSUV", "Sylvester", "Chain", "get", "serialize",
            "deserialize", "available", "DEFAULT"]
 
-#: The method ``meta_initialize`` runs when none is named. Chosen by the evidence of
-#: ``benchmarks/claims.py`` (docs/choosing.md, "The default"): LSUV was the strongest and the
-#: cheapest initialization on every deep plain net we measured, from Keras's default init, from
-#: He and from bad scales, did no harm from a He start, and sets every layer of the
-#: keras.applications models in seconds; MetaInit, GradInit and GradCosine are one argument away.
+#: What ``meta_initialize`` runs when no method is named: LSUV, the strongest and cheapest in
+#: ``benchmarks/claims.py`` (the evidence: docs/choosing.md, "The default").
 DEFAULT = "lsuv"
 
 #: alias -> class; every subclass of :class:`Method` with ``aliases`` adds itself when defined

@@ -1,4 +1,5 @@
-"""Every form and structure of data a Keras user has, turned into one stream of ``(x, y)`` batches.
+"""Every form and structure of data a Keras user has, turned into one stream of ``(x, y)`` batches
+(``(x, y, sample_weight)`` with sample weights).
 
 Forms accepted by :func:`make_dataset` (the structures ``model.fit`` accepts):
 
@@ -13,7 +14,9 @@ Forms accepted by :func:`make_dataset` (the structures ``model.fit`` accepts):
   elements have one axis less than the model's input, is batched for you); dict features included;
 - a string: the name of a TensorFlow Datasets dataset, loaded with ``download=False``.
 
-Sample weights are ignored (the objectives weigh every example alike); the description says so.
+Sample weights (one per example) weigh each example's loss as in ``fit`` (the weighted sum over
+the batch divided by the batch size, Keras's ``"sum_over_batch_size"``); the layer-wise methods,
+which read activations, do not use them.
 Inputs reach the model as ``model.fit`` gives them: NumPy floating arrays are cast to ``floatx``
 (as Keras's array adapter does), nothing else is touched; in particular ``uint8`` images are *not*
 rescaled (a model that expects [0, 1] has its own ``Rescaling`` layer, as keras.applications do).
@@ -224,7 +227,28 @@ def _check_finite(struct, what: str) -> None:
             )
 
 
-def _from_arrays(x, y, batch_size: int, seed: int) -> Tuple[tf.data.Dataset, int]:
+_WEIGHTS_MESSAGE = ("Sample weights must be one weight per example (an array of shape (N,) or "
+                    "(N, 1), as `model.fit`'s `sample_weight`); per-output or per-timestep weights "
+                    "are not supported.")
+
+
+def _sample_weights(w, n: int) -> np.ndarray:
+    """``sample_weight`` as float32 ``(N,)``: one finite, non-negative weight per example."""
+    if tree.is_nested(w):
+        raise DataError(_WEIGHTS_MESSAGE + f" Received a {type(w).__name__}.")
+    w = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+    if w.ndim == 2 and w.shape[1] == 1:
+        w = w[:, 0]
+    if w.ndim != 1 or len(w) != n or w.dtype.kind not in "fiub":
+        raise DataError(_WEIGHTS_MESSAGE + f" Received shape {w.shape}, dtype {w.dtype}, for "
+                        f"{n} examples.")
+    w = w.astype("float32")
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise DataError("Sample weights must be finite and non-negative.")
+    return w
+
+
+def _from_arrays(x, y, batch_size: int, seed: int, w=None) -> Tuple[tf.data.Dataset, int]:
     x = _floatx_arrays(x)
     y = None if y is None else _floatx_arrays(y)
     lengths = {}
@@ -248,7 +272,10 @@ def _from_arrays(x, y, batch_size: int, seed: int) -> Tuple[tf.data.Dataset, int
     n = next(iter(lengths.values()))
     if n == 0:
         raise DataError("`data` is empty (0 examples).")
-    ds = tf.data.Dataset.from_tensor_slices(x if y is None else (x, y))
+    elements = x if y is None else (x, y)
+    if w is not None and y is not None:
+        elements = (x, y, _sample_weights(w, n))
+    ds = tf.data.Dataset.from_tensor_slices(elements)
     ds = ds.shuffle(min(n, 10_000), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(min(batch_size, n), drop_remainder=True), n
 
@@ -270,8 +297,8 @@ def _from_tfds(name: str, batch_size: int, seed: int) -> tf.data.Dataset:
 
 
 def _split_dataset(ds: tf.data.Dataset, specs) -> Tuple[tf.data.Dataset, bool, bool]:
-    """Elements as ``(x, y)`` when the data has labels, else ``x``; whether it has labels; whether
-    sample weights were dropped."""
+    """Elements as ``(x, y)`` or ``(x, y, sample_weight)`` when the data has labels, else ``x``;
+    whether it has labels; whether it has sample weights."""
     spec = ds.element_spec
     names = {s.name for s in specs or []}
     if isinstance(spec, dict) and {"image", "label"} <= set(spec) and not (
@@ -283,7 +310,9 @@ def _split_dataset(ds: tf.data.Dataset, specs) -> Tuple[tf.data.Dataset, bool, b
         if len(spec) == 2:
             return ds, True, False
         if len(spec) == 3:
-            return ds.map(lambda x, y, w: (x, y)), True, True
+            if not isinstance(spec[2], tf.TensorSpec) or spec[2].shape.rank not in (None, 0, 1, 2):
+                raise DataError(_WEIGHTS_MESSAGE + f" Received: {spec[2]}")
+            return ds, True, True
     return ds, False, False
 
 
@@ -328,8 +357,8 @@ def make_dataset(
 
     Returns:
         ``(dataset, description, loss_spec)``; the dataset repeats forever and yields ``(x, y)``
-        in the structures of the data (inputs as ``model.fit`` would pass them), labels in each
-        loss's format.
+        (``(x, y, sample_weight)`` when the data has them) in the structures of the data (inputs
+        as ``model.fit`` would pass them), labels in each loss's format.
 
     Raises:
         DataError: empty data, NaN/Inf in arrays, mismatched lengths, an unloadable tfds name.
@@ -340,7 +369,7 @@ def make_dataset(
     if bs < 1:
         raise ValueError(f"Argument `batch_size` must be >= 1. Received: batch_size={batch_size}")
     specs = _input_specs(model)
-    labelled, dropped_weights, y_all = True, False, None
+    labelled, weighted, y_all = True, False, None
     if data is None:
         if not specs or any(d is None for s in specs for d in s.shape):
             raise ValueError(
@@ -355,7 +384,7 @@ def make_dataset(
     elif isinstance(data, str):
         ds, desc = _from_tfds(data, bs, seed), f"tfds:{data} (train split), batch {bs}"
     elif isinstance(data, tf.data.Dataset):
-        ds, labelled, dropped_weights = _split_dataset(data, specs)
+        ds, labelled, weighted = _split_dataset(data, specs)
         desc = "tf.data.Dataset"
         x_spec = ds.element_spec[0] if labelled else ds.element_spec
         if _x_rank_matches_example(x_spec, specs):
@@ -368,13 +397,13 @@ def make_dataset(
         desc += f", batch {size}"
     else:
         x, y, w = _unpack(data, specs)
-        dropped_weights = w is not None
+        weighted = w is not None and y is not None
         labelled = y is not None
-        ds, n = _from_arrays(x, y, bs, seed)
+        ds, n = _from_arrays(x, y, bs, seed, w)
         y_all = _floatx_arrays(y) if labelled else None
         desc = f"arrays: {n} examples, batch {min(bs, n)}"
-    if dropped_weights:
-        desc += ", sample weights ignored"
+    if weighted:
+        desc += ", sample weights"
     # Emptiness is checked on the finite stream, before it is repeated; the first batch also
     # builds an unbuilt model and tells the outputs.
     first = _first(ds)

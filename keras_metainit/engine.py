@@ -125,6 +125,9 @@ def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_s
         report.notes.append(f"precision: the model's policy {', '.join(lower)} is kept; the "
                             "initialization computed in float32")
     if isinstance(method, methods_lib.LayerwiseMethod):
+        if len(dataset.element_spec) == 3:  # they read activations (and labels), not losses
+            dataset = dataset.map(lambda x, y, w: (x, y))
+            report.notes.append("sample weights: not used by a layer-wise method")
         for name, value, default in (("steps", steps, None), ("micro_batches", micro_batches, 1)):
             if value != default:
                 warnings.warn(f"`{name}` is ignored by the layer-wise method {method.name}.",

@@ -98,7 +98,7 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     takes_training = getattr(model, "_call_has_training_arg", True)
 
     def per_example_loss(params, batch):
-        x, y = batch[0], batch[1]  # a third element (sample weights) would be ignored
+        x, y = batch[0], batch[1]
         with noise_off(model), float32_compute(model):
             if takes_training:
                 y_pred, _ = model.stateless_call(list(params), non_trainable, x,
@@ -108,7 +108,10 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
                            + list(zip(model.non_trainable_variables, non_trainable)))
                 with keras.StatelessScope(state_mapping=mapping):
                     y_pred = model(x, training=training)
-        return loss_head(y, y_pred)
+        per = loss_head(y, y_pred)
+        if len(batch) > 2:  # sample weights, one per example: fit's weighted loss, summed / N
+            per = per * keras.ops.cast(keras.ops.reshape(batch[2], [-1]), per.dtype)
+        return per
 
     examples_independent = not (
         training and any(isinstance(layer, keras.layers.BatchNormalization)

@@ -8,6 +8,7 @@ import tensorflow as tf
 import keras_metainit as km
 from keras_metainit import data as data_lib
 from keras_metainit import losses as losses_lib
+from keras_metainit.data import DataError
 from keras_metainit.model_fn import make_loss_fn
 
 N, CLASSES, VOCAB, SEQ = 32, 10, 20, 5
@@ -66,13 +67,61 @@ def test_every_structure_gives_the_same_batches():
     expected = None
     for name, data in forms().items():
         ds, desc, spec = data_lib.make_dataset(data, model, batch_size=N, seed=0)
-        x, y = next(iter(ds))
-        got = canonical(x, y)
+        element = next(iter(ds))
+        assert len(element) == (3 if "sample weights" in name else 2), name
+        got = canonical(*element[:2])
         if expected is None:
             expected = got
         np.testing.assert_array_equal(got, expected, err_msg=name)
         assert [o.label_kind for o in spec.outputs] == ["sparse", "regression"], name
-        assert ("sample weights ignored" in desc) == ("sample weights" in name), desc
+        assert ("sample weights" in desc) == ("sample weights" in name), desc
+
+
+def test_sample_weights_weigh_each_examples_loss_as_keras_does():
+    """The per-example loss times its weight, averaged over the batch, is Keras's weighted loss
+    (``sum_over_batch_size``); NumPy and tf.data weights give the same scales, and weights that
+    are not all equal change them."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(3)])
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(N, 5)).astype("float32")
+    y = rng.integers(0, 3, N)
+    w = rng.uniform(0, 2, N).astype("float32")
+    ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    loss_fn = make_loss_fn(model, losses_lib.resolve_loss(model, ce), training=False)
+    params = [v.value for v in model.trainable_variables]
+    ours = float(np.mean(np.asarray(loss_fn(params, (x, y, w)))))
+    keras_value = float(ce(y, model(x), sample_weight=w))
+    assert ours == pytest.approx(keras_value, rel=1e-5)
+
+    def run(data):
+        m = keras.models.clone_model(model)
+        m.set_weights(model.get_weights())
+        report = km.meta_initialize(m, data, method="metainit", loss=ce, steps=3, batch_size=N,
+                                    seed=0, verbose=0)
+        assert "sample weights" in report.data
+        return np.array(list(report.scales.values())), report.before["gq"]
+
+    (a, gq_a), (b, gq_b) = run((x, y, w)), run(tf.data.Dataset.from_tensor_slices((x, y, w)).batch(N))
+    np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert gq_a == pytest.approx(gq_b, rel=1e-5)
+    _, gq_ones = run((x, y, np.ones(N, "float32")))  # the weights reach the objective
+    assert abs(gq_a - gq_ones) > 1e-3 * abs(gq_ones)
+    report = km.meta_initialize(keras.models.clone_model(model), (x, y, w), "lsuv", verbose=0)
+    assert "sample weights: not used by a layer-wise method" in report.notes
+
+
+@pytest.mark.parametrize("weights,match", [
+    (lambda n: [np.ones(n), np.ones(n)], "one weight per example"),
+    (lambda n: np.ones(n - 1), "one weight per example"),
+    (lambda n: -np.ones(n), "non-negative"),
+])
+def test_bad_sample_weights_are_refused(weights, match):
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    x, y = np.zeros((N, 5), "float32"), np.zeros(N, "int64")
+    with pytest.raises(DataError, match=match):
+        data_lib.make_dataset((x, y, weights(N)), model, batch_size=N)
 
 
 def test_every_structure_gives_the_same_scales():

@@ -84,12 +84,16 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     in both modes. Under a mixed-precision policy the computation runs in float32 (higher-order
     derivatives in float16 lose most of their digits); the model keeps its policy.
 
-    The forward pass is a separate, never-inlined ``tf.function``: TensorFlow then differentiates
-    it function by function, so every gradient order lives in its own function body. Inlined, the
-    oneDNN graph rewrite (``MklLayoutRewritePass``) may fuse a first-order ``BiasAddGrad`` with a
-    ``Conv2DBackpropFilter`` of a higher order that reads the same incoming gradient but depends
-    on that bias gradient, which creates a cycle ("N nodes in a cycle") in third-order graphs of
-    convolutions with bias.
+    In a model with convolutions the forward pass is a separate, never-inlined ``tf.function``:
+    TensorFlow then differentiates it function by function, so every gradient order lives in its
+    own function body. Inlined, the oneDNN graph rewrite (``MklLayoutRewritePass``) may fuse a
+    first-order ``BiasAddGrad`` with a ``Conv2DBackpropFilter`` of a higher order that reads the
+    same incoming gradient but depends on that bias gradient, which creates a cycle ("N nodes in
+    a cycle") in third-order graphs of convolutions with bias. Without convolutions it is
+    inlined, so grappler optimizes across the gradient orders (the 8×256 MLP's MetaInit step
+    ~20 % faster, ``benchmarks/step_cost.py``); a convolution this check misses (a custom layer
+    calling ``keras.ops.conv``, not named ``*Conv*``) still runs, through the runner's XLA
+    fallback for a cyclic graph.
     """
     non_trainable = model.non_trainable_variables
     # the loss head, written once with TensorFlow ops; on JAX called through the seam
@@ -119,9 +123,10 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     if ad.BACKEND != "tensorflow":  # JAX: compiled with the whole step by jax.jit
         per_example_loss.examples_independent = examples_independent
         return per_example_loss
+    has_conv = any("Conv" in type(layer).__name__ for layer in all_layers(model))
     # reduce_retracing: chunks of different sizes (GradCosine) share one trace
     compiled = tf.function(per_example_loss, reduce_retracing=True,
-                           experimental_attributes={"_noinline": True})
+                           experimental_attributes={"_noinline": True} if has_conv else None)
     # Whether examples are independent: no layer computes batch statistics in this mode.
     compiled.examples_independent = examples_independent
     return compiled

@@ -19,8 +19,10 @@ import time
 import warnings
 from typing import List, Optional
 
+import keras
 import numpy as np
 import tensorflow as tf
+from keras import ops
 
 from keras_metainit import data as data_lib
 from keras_metainit import methods as methods_lib
@@ -28,7 +30,8 @@ from keras_metainit import shards
 from keras_metainit.model_fn import make_loss_fn
 from keras_metainit.report import InitReport, Progress
 
-__all__ = ["run_learned", "drive", "select", "step_dataset", "strategy_of"]
+__all__ = ["run_learned", "drive", "select", "step_dataset", "strategy_of", "scaled",
+           "all_finite", "guarded_update", "write_scales"]
 
 
 def _he_norm(shape) -> float:
@@ -64,6 +67,39 @@ def select(model, method: methods_lib.LearnedMethod, report: InitReport):
     return variables, norms, tuned
 
 
+# -- the pieces of a step every backend's runner shares (keras.ops: traced by tf.function or jax.jit)
+def scaled(weights, tuned, scales) -> list:
+    """The weights with tensor ``tuned[j]`` multiplied by ``scales[j]`` (``θ = s · W⁰``)."""
+    params = list(weights)
+    for j, i in enumerate(tuned):
+        params[i] = ops.cast(scales[j], params[i].dtype) * params[i]
+    return params
+
+
+def all_finite(batches):
+    """Whether every floating tensor of the batches is finite (a bool tensor)."""
+    floats = [t for t in keras.tree.flatten(batches)
+              if "float" in keras.backend.standardize_dtype(t.dtype)]
+    return ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in floats])) if floats \
+        else ops.convert_to_tensor(True)
+
+
+def guarded_update(transform, value, grads, state, scales, base_norms, constraint, batch_ok):
+    """``(ok, new_scales, new_state)``: the method's scale update and whether it may be written
+    (a finite batch, objective, gradient and result)."""
+    new_s, new_state = transform.update(grads, state, scales, base_norms, constraint)
+    ok = (batch_ok & ops.isfinite(value) & ops.all(ops.isfinite(grads))
+          & ops.all(ops.isfinite(new_s)))
+    return ok, new_s, new_state
+
+
+def write_scales(variables, tuned, scales: np.ndarray) -> None:
+    """Multiply each tuned variable by its scale, in place (the end of a run)."""
+    for j, i in enumerate(tuned):
+        v = variables[i]
+        v.assign(ops.cast(float(scales[j]), v.dtype) * v.value)
+
+
 class _ScaleRun:
     """State and compiled functions of one learned-method run.
 
@@ -92,10 +128,7 @@ class _ScaleRun:
         self.traces = 0
 
     def params_at(self, scales) -> List[tf.Tensor]:
-        params = [v.value for v in self.variables]
-        for j, i in enumerate(self.tuned):
-            params[i] = tf.cast(scales[j], params[i].dtype) * params[i]
-        return params
+        return scaled([v.value for v in self.variables], self.tuned, scales)
 
     def _objective(self, scales, shards_):
         return self.method.objective(self.loss_fn, self.params_at(scales), shards_)
@@ -111,9 +144,7 @@ class _ScaleRun:
         """
 
         def local(batches, offset, across):
-            floats = [t for t in tf.nest.flatten(batches) if t.dtype.is_floating]
-            bad = tf.cast(tf.logical_not(tf.reduce_all([tf.reduce_all(tf.math.is_finite(t))
-                                                        for t in floats])), tf.float32)
+            bad = tf.cast(tf.logical_not(all_finite(batches)), tf.float32)
             batch_ok = (across(bad) if across else bad) == 0.0
             parts = shards.split(batches, self.micro_batches, offset)
             value, g, constraint, metrics = shards.value_and_grad(
@@ -149,9 +180,8 @@ class _ScaleRun:
         s = self.scales.read_value()
         value, grads, constraint, metrics, batch_ok = self._run(s, batches)
         state = {k: v.read_value() for k, v in self.state.items()}
-        new_s, new_state = self.transform.update(grads, state, s, self.base_norms, constraint)
-        ok = (batch_ok & tf.math.is_finite(value) & tf.reduce_all(tf.math.is_finite(grads))
-              & tf.reduce_all(tf.math.is_finite(new_s)))
+        ok, new_s, new_state = guarded_update(self.transform, value, grads, state, s,
+                                              self.base_norms, constraint, batch_ok)
         write = ok & apply
         self.scales.assign(tf.where(write, new_s, s))
         for k, var in self.state.items():
@@ -160,9 +190,7 @@ class _ScaleRun:
                 "constraint": constraint}
 
     def write_back(self, scales: np.ndarray):
-        for j, i in enumerate(self.tuned):
-            v = self.variables[i]
-            v.assign(tf.cast(scales[j], v.dtype) * v.value)
+        write_scales(self.variables, self.tuned, scales)
 
 
 def _compiled(fn, signature, report: InitReport):

@@ -67,34 +67,22 @@ class _JaxScaleRun:
         self._eval = jax.jit(self._eval_fn)
 
     # -- pure functions of (scales, state, weights, batches), compiled once --------------------
-    def params_at(self, scales, weights):
-        params = list(weights)
-        for j, i in enumerate(self.tuned):
-            params[i] = ops.cast(scales[j], params[i].dtype) * params[i]
-        return params
-
     def _objective(self, weights):
         def objective(s, shards_):
-            out = self.method.objective(self.loss_fn, self.params_at(s, weights), shards_)
+            out = self.method.objective(self.loss_fn, learned.scaled(weights, self.tuned, s),
+                                        shards_)
             # constants a method made with TensorFlow (MetaInit's constraint: False) as arrays
             return keras.tree.map_structure(ops.convert_to_tensor, out)
 
         return objective
 
-    @staticmethod
-    def _batch_ok(batches):
-        floats = [t for t in jax.tree_util.tree_leaves(batches)
-                  if jnp.issubdtype(t.dtype, jnp.floating)]
-        return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(t)) for t in floats] or [True]))
-
     def _step_fn(self, scales, state, weights, batches):
         self.traces += 1  # runs at trace time only
         value, grads, constraint, metrics = shards.value_and_grad(
             self._objective(weights), scales, [(batches, 0)], self.size)
-        batch_ok = self._batch_ok(batches)
-        new_s, new_state = self.transform.update(grads, state, scales, self.base_norms, constraint)
-        ok = (batch_ok & jnp.isfinite(value) & jnp.all(jnp.isfinite(grads))
-              & jnp.all(jnp.isfinite(new_s)))
+        batch_ok = learned.all_finite(batches)
+        ok, new_s, new_state = learned.guarded_update(self.transform, value, grads, state, scales,
+                                                      self.base_norms, constraint, batch_ok)
         keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
         return (keep(new_s, scales), jax.tree_util.tree_map(keep, new_state, state),
                 {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint})
@@ -102,7 +90,7 @@ class _JaxScaleRun:
     def _eval_fn(self, scales, weights, batches):
         value, constraint, metrics = shards.values(
             self._objective(weights), scales, [(batches, 0)], self.size)
-        return value, constraint, metrics, self._batch_ok(batches)
+        return value, constraint, metrics, learned.all_finite(batches)
 
     # -- the runner's interface (learned.drive) ----------------------------------------------
     def _weights(self):
@@ -125,9 +113,7 @@ class _JaxScaleRun:
         return self._eval(self.scales.value, self._weights(), batches)
 
     def write_back(self, scales: np.ndarray):
-        for j, i in enumerate(self.tuned):
-            v = self.variables[i]
-            v.assign(ops.cast(float(scales[j]), v.dtype) * v.value)
+        learned.write_scales(self.variables, self.tuned, scales)
 
 
 def _layout(size: int):

@@ -114,8 +114,7 @@ def main():
     if args.backend == "jax":
         import step_cost_jax  # beside this script
 
-        sys.argv = [step_cost_jax.__file__, "--steps", str(args.steps)]
-        return step_cost_jax.main()
+        return step_cost_jax.main(["--steps", str(args.steps)])
     print(f"{args.steps} timed steps per row; each row a fresh process")
     print("| model | step | ms/step | ratio to a training step | target | first step s "
           "| peak memory ratio |")

@@ -40,12 +40,12 @@ def child(steps: int, batch: int) -> None:
     print("RESULT " + json.dumps(rows), flush=True)
 
 
-def main():
+def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    args = p.parse_args(argv)
     if args.child:
         return child(args.steps, args.batch)
     results = {}

@@ -75,7 +75,12 @@ def test_gradient_quotient_matches_float64_reference(tiny):
     assert abs(got - expected) / expected < 1e-4, (got, expected)
 
 
-def _gq_of_scales(model, x, y, scales):
+def _gq(loss_fn, params, batch):
+    return objectives.gradient_quotient(loss_fn, params, batch)[0]
+
+
+def _gq_of_scales(model, x, y, scales, objective=_gq):
+    """``(f, f(scales), ∇f(scales))`` for ``f(s)`` = the objective at the kernels scaled by ``s``."""
     spec = resolve_loss(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loss_fn = make_loss_fn(model, spec)
     kernels = [i for i, v in enumerate(model.trainable_variables) if len(v.shape) >= 2]
@@ -84,8 +89,7 @@ def _gq_of_scales(model, x, y, scales):
         params = [v.value for v in model.trainable_variables]
         for j, i in enumerate(kernels):
             params[i] = s[j] * params[i]
-        gq, _ = objectives.gradient_quotient(loss_fn, params, (tf.constant(x), tf.constant(y)))
-        return gq
+        return objective(loss_fn, params, (tf.constant(x), tf.constant(y)))
 
     s = tf.constant(scales, tf.float64)
     with tf.GradientTape() as tape:
@@ -94,10 +98,19 @@ def _gq_of_scales(model, x, y, scales):
     return f, value, tape.gradient(value, s)
 
 
-def test_scale_gradient_matches_central_differences(tiny):
+def _gc_target(independent):
+    def objective(loss_fn, params, batch):  # GradCosine's released target: -GC - Σ‖g_i‖
+        gc, _, norms, _ = objectives.grad_cosine(loss_fn, params, batch, 4, 0.2, independent)
+        return -gc - tf.reduce_sum(norms)
+    return objective
+
+
+@pytest.mark.parametrize("objective", [_gq, _gc_target(True), _gc_target(False)],
+                         ids=["gq", "gc_chunkwise", "gc_masked"])
+def test_scale_gradient_matches_central_differences(tiny, objective):
     model, x, y = tiny
     scales = np.array([0.9, 1.1, 0.8])
-    f, _, grad = _gq_of_scales(model, x, y, scales)
+    f, _, grad = _gq_of_scales(model, x, y, scales, objective)
     h = 1e-5
     fd = []
     for k in range(3):

@@ -310,7 +310,7 @@ def _split_dataset(ds: tf.data.Dataset, specs) -> Tuple[tf.data.Dataset, bool, b
         if len(spec) == 2:
             return ds, True, False
         if len(spec) == 3:
-            if not isinstance(spec[2], tf.TensorSpec) or spec[2].shape.rank not in (None, 0, 1, 2):
+            if not isinstance(spec[2], tf.TensorSpec):
                 raise DataError(_WEIGHTS_MESSAGE + f" Received: {spec[2]}")
             return ds, True, True
     return ds, False, False
@@ -395,6 +395,10 @@ def make_dataset(
         size = int(batch_size or n0)
         ds = ds.unbatch().batch(size, drop_remainder=True)
         desc += f", batch {size}"
+        if weighted:  # batched: (B,) or (B, 1), as the arrays' (N,) or (N, 1)
+            w_shape = ds.element_spec[2].shape
+            if not (w_shape.rank == 1 or (w_shape.rank == 2 and w_shape[1] in (1, None))):
+                raise DataError(_WEIGHTS_MESSAGE + f" Received batches of shape {w_shape}.")
     else:
         x, y, w = _unpack(data, specs)
         weighted = w is not None and y is not None

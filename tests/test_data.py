@@ -124,6 +124,17 @@ def test_bad_sample_weights_are_refused(weights, match):
         data_lib.make_dataset((x, y, weights(N)), model, batch_size=N)
 
 
+@pytest.mark.parametrize("shape", [(N, 2), (N, 1, 1)])
+def test_per_output_weights_in_a_dataset_are_refused_before_any_step(shape):
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+    x, y = np.zeros((N, 5), "float32"), np.zeros(N, "int64")
+    data = tf.data.Dataset.from_tensor_slices((x, y, np.ones(shape, "float32"))).batch(4)
+    with pytest.raises(DataError, match="one weight per example"):
+        data_lib.make_dataset(data, model, batch_size=N)
+    ok = tf.data.Dataset.from_tensor_slices((x, y, np.ones((N, 1), "float32"))).batch(4)
+    data_lib.make_dataset(ok, model, batch_size=N)  # (N, 1), as fit takes it
+
+
 def test_every_structure_gives_the_same_scales():
     """Every step sees the whole set (batch = N), so MetaInit's scales depend on the examples
     only, not on the form or the order they come in."""

@@ -115,3 +115,43 @@ def test_recovers_from_bad_init(name, options, bad_scale, fmnist, capsys):
         print(f"\n[{name} x{bad_scale}] {report.before} -> {report.after}; constraint steps "
               f"{report.constraint_steps}; acc bad {bad:.3f} -> {acc:.3f}")
     assert acc > 0.5 and acc > bad + 0.2
+
+
+@pytest.mark.parametrize("gamma", [1e-3, 1e3], ids=["constraint", "lookahead"])
+def test_gradinit_runtime_branch_equals_where(gamma):
+    """On a whole batch GradInit picks its value with a run-time branch, so only the picked
+    value is differentiated; value and scale gradient equal `where` over both (the formula)."""
+    import tensorflow as tf
+
+    from keras_metainit import objectives
+    from keras_metainit.losses import resolve_loss
+    from keras_metainit.model_fn import make_loss_fn
+
+    model = plain_mlp(3, 16, 1.0, seed=0)
+    rng = np.random.default_rng(0)
+    s_batch = (tf.constant(rng.normal(size=(32, 784)), tf.float32),
+               tf.constant(rng.integers(0, 10, 32)))
+    s_tilde = (tf.constant(rng.normal(size=(32, 784)), tf.float32),
+               tf.constant(rng.integers(0, 10, 32)))
+    loss_fn = make_loss_fn(model, resolve_loss(model, CE), training=True)
+    method = km.methods.GradInit(gamma=gamma)
+    weights = [v.value for v in model.trainable_variables]
+    scales = tf.constant(np.linspace(0.8, 1.2, len(weights)), tf.float32)
+
+    def both(objective):
+        with tf.GradientTape() as tape:
+            tape.watch(scales)
+            value = objective([s * w for s, w in zip(tf.unstack(scales), weights)])
+        return value.numpy(), tape.gradient(value, scales).numpy()
+
+    def formula(params):
+        _, g = objectives.gradient(loss_fn, params, s_batch)
+        gnorm = objectives.gradient_norm(g)
+        look = objectives.lookahead_loss(loss_fn, params, g, s_tilde, method.eta)
+        return tf.where(gnorm > gamma, gnorm, look)
+
+    got = both(lambda p: method.objective(loss_fn, p, (s_batch, s_tilde))[0])
+    expected = both(formula)
+    np.testing.assert_allclose(got[0], expected[0], rtol=1e-5)
+    np.testing.assert_allclose(got[1], expected[1], rtol=1e-4, atol=1e-7)
+    assert np.all(np.abs(expected[1][::2]) > 0)  # the kernels (the biases start at zero)

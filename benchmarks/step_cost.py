@@ -15,6 +15,9 @@ allocator counting its bytes, ``TF_CPU_ALLOCATOR_USE_BFC=true``), prints:
 Targets (issue "Speed"): MLP ≤ 4× / 2× / 3.5×, CNN ≤ 6× / 3× / 4×, ResNet50V2 ≤ 8× / 4× / 6×
 with the first step ≤ 60 s; peak memory ≤ 3× a training step's on the MLP and CNN.
 
+On the MLP and CNN each method runs in ``--repeats`` fresh processes (3) and the run of median
+ratio is shown, with the range: on a shared VM the ratio of one run moves by tens of percent.
+
 Usage: python benchmarks/step_cost.py [--models mlp cnn resnet] [--methods ...] [--steps 10]
        python benchmarks/step_cost.py --backend jax   # MLP and CNN on JAX beside TensorFlow
                                                       # (benchmarks/step_cost_jax.py)
@@ -112,6 +115,9 @@ def main():
     p.add_argument("--models", nargs="+", default=["mlp", "cnn", "resnet"], choices=list(TARGETS))
     p.add_argument("--methods", nargs="+", default=["metainit", "gradinit", "gradcosine"])
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=3,
+                   help="fresh processes per method on the MLP and CNN; the run of median ratio "
+                        "is shown with the range (ResNet50V2: one)")
     p.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow",
                    help="jax: the MLP and CNN on Keras's JAX backend beside TensorFlow, each in "
                         "its own process (benchmarks/step_cost_jax.py)")
@@ -120,7 +126,8 @@ def main():
         import step_cost_jax  # beside this script
 
         return step_cost_jax.main(["--steps", str(args.steps)])
-    print(f"{args.steps} timed steps per row; each row a fresh process")
+    print(f"{args.steps} timed steps per row; each run a fresh process; MLP and CNN rows: the "
+          f"run of median ratio of {args.repeats}")
     print("| model | step | ms/step | ratio to a training step (its ms) | target | first step s "
           "| peak memory ratio |")
     print("|---|---|---|---|---|---|---|")
@@ -132,14 +139,23 @@ def main():
             continue
         print(f"| {LABELS[name]} | training step | {train['ms']:.1f} | 1.0 | | | 1.0 "
               f"({train['peak_mb']:.0f} MB) |", flush=True)
+        repeats = 1 if name == "resnet" else args.repeats
         for method in args.methods:
-            r = run_child(name, method, steps)
-            if "error" in r:
-                print(f"| {LABELS[name]} | {method} | error: {r['error']} | | | | |", flush=True)
+            runs = [run_child(name, method, steps) for _ in range(repeats)]
+            errors = [r for r in runs if "error" in r]
+            if errors:
+                print(f"| {LABELS[name]} | {method} | error: {errors[0]['error']} | | | | |",
+                      flush=True)
                 continue
+            # the run of median ratio (an odd number of runs: one of them)
+            r = sorted(runs, key=lambda r: r["ms"] / r["train_ms"])[len(runs) // 2]
+            spread = ""
+            if len(runs) > 1:
+                ratios = [x["ms"] / x["train_ms"] for x in runs]
+                spread = f", {min(ratios):.2f}–{max(ratios):.2f} in {len(runs)} runs"
             xla = " (XLA fallback)" if any("XLA" in n for n in r["notes"]) else ""
             print(f"| {LABELS[name]} | {method}{xla} | {r['ms']:.1f} "
-                  f"| {r['ms'] / r['train_ms']:.2f} ({r['train_ms']:.1f}) "
+                  f"| {r['ms'] / r['train_ms']:.2f} ({r['train_ms']:.1f}{spread}) "
                   f"| ≤ {TARGETS[name][method]:g} | {r['trace_s']:.1f} "
                   f"| {r['peak_mb'] / train['peak_mb']:.2f} ({r['peak_mb']:.0f} MB) |", flush=True)
 

@@ -10,9 +10,9 @@ shared machine falls on every piece alike. Pieces:
 - ``2nd order, whole batch``: the scale gradient of ‖g‖ (g on the whole batch; GradInit's kind
   of derivative);
 - ``2nd order, one chunk``: the same on GradCosine's largest chunk alone;
-- ``GradInit``: its objective and scale gradient, a constraint step (γ = 1e-30) and a look-ahead
-  step (γ = ∞), each differentiating only its own value (``keras.ops.cond``); and the formula with
-  both values differentiated and one picked by ``where`` (how the step ran before);
+- ``GradInit``: its objective (the gradient-norm constraint and the look-ahead loss, one picked
+  with ``where``, so both are differentiated) and its scale gradient; and the look-ahead path
+  alone, what a look-ahead step would cost if only the picked value were differentiated;
 - ``4 chunks, norms only``: the scale gradient of Σ‖g_i‖ over GradCosine's four chunks;
 - ``GradCosine``: ``objectives.grad_cosine``'s released target (−GC − Σ‖g_i‖) and its scale
   gradient;
@@ -77,14 +77,14 @@ def pieces(name, x, y):
         gc, _, norms, _ = objectives.grad_cosine(loss_fn, p, batch, 4, 0.2, True)
         return -gc - tf.reduce_sum(norms)
 
-    def gradinit(gamma):  # γ = 1e-30: every step a constraint step; γ = inf: a look-ahead step
-        method = methods.GradInit(gamma=gamma)
-        return lambda p: method.objective(loss_fn, p, (batch, batch))[0]
+    gradinit = methods.GradInit()
 
-    def gradinit_where(p):  # both values differentiated, one picked with `where`
+    def gradinit_value(p):  # the constraint and the look-ahead loss, one picked with `where`
+        return gradinit.objective(loss_fn, p, (batch, batch))[0]
+
+    def lookahead_only(p):  # the look-ahead path alone (its direction is held constant anyway)
         _, g = objectives.gradient(loss_fn, p, batch)
-        gnorm = objectives.gradient_norm(g)
-        return tf.where(gnorm > 1.0, gnorm, objectives.lookahead_loss(loss_fn, p, g, batch))
+        return objectives.lookahead_loss(loss_fn, p, [tf.stop_gradient(t) for t in g], batch)
 
     gradient = tf.function(lambda s: objectives.gradient(loss_fn, scaled(weights, every, s),
                                                          batch)[1])
@@ -98,9 +98,8 @@ def pieces(name, x, y):
         "2nd order, whole batch": scale_grad(norm_of_gradient(batch)),
         f"2nd order, one chunk ({hi - lo} examples)": scale_grad(
             norm_of_gradient((x[lo:hi], y[lo:hi]))),
-        "GradInit, both values differentiated (`where`)": scale_grad(gradinit_where),
-        "GradInit, a constraint step": scale_grad(gradinit(1e-30)),
-        "GradInit, a look-ahead step": scale_grad(gradinit(float("inf"))),
+        "GradInit (constraint and look-ahead loss, `where`)": scale_grad(gradinit_value),
+        "GradInit's look-ahead path alone": scale_grad(lookahead_only),
         "4 chunks, norms only": scale_grad(chunk_norms),
         "GradCosine (target + scale gradient)": scale_grad(gc_target),
         "GQ value (g and Hg)": lambda: gq_value(s),

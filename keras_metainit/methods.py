@@ -19,9 +19,7 @@ from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 import keras
 import tensorflow as tf
 
-from keras_metainit import autodiff as ad
 from keras_metainit import objectives, scale_opt, validation
-from keras_metainit import shards as shards_lib
 from keras_metainit.validation import check, is_real
 
 __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "MetaInit",
@@ -258,7 +256,11 @@ class ConstrainedMethod(LearnedMethod):
         reduces the norm through second-order terms), else ``target``.
 
         Both values are computed every step and one is picked with ``where``: a batch
-        statistic may not sit in a branch.
+        statistic may not sit in a branch. Both are then differentiated; a run-time branch
+        (``cond``) that differentiates only the picked value made GradInit's look-ahead steps
+        25 % cheaper but its constraint steps, which must then recompute the gradient inside
+        the branch, dearer (ResNet50V2: 3.8× → 6.1× a training step, first step 72 → 99 s), so
+        it was not kept (docs/benchmarks.md, "Cost of a step").
         """
         constraint = gnorm > self.gamma
         return keras.ops.where(constraint, gnorm, target), constraint
@@ -323,37 +325,12 @@ class GradInit(ConstrainedMethod):
         return s, s_tilde
 
     def objective(self, loss_fn, params, shards):
-        s, s_tilde = (shards_lib.whole(b) for b in shards)
-        ord_ = 1 if self.step == "adam" else 2
+        s, s_tilde = shards
         loss, grads = objectives.gradient(loss_fn, params, s)
-        gnorm = objectives.gradient_norm(grads, ord_)
-        if not (s.is_whole and s_tilde.is_whole):  # batch totals may not sit in a branch
-            look = objectives.lookahead_loss(loss_fn, params, grads, s_tilde, self.eta,
-                                             self.step, self.normalize)
-            value, constraint = self.constrained(gnorm, look)
-            return value, constraint, {"lookahead": look, "loss": loss, "gnorm": gnorm}
-        # On a whole batch the value is picked at run time (`cond`), and a derivative runs
-        # through the picked value only: a look-ahead step is then first order (its direction
-        # is held constant), where `where` also ran the constraint's second-order backward
-        # pass with a zero cotangent (benchmarks/step_pieces.py). A constraint step recomputes
-        # g inside its branch, differentiably, and the look-ahead loss (a metric there) at
-        # parameters held constant.
-        constraint = gnorm > self.gamma
-
-        def lookahead(p):
-            return objectives.lookahead_loss(loss_fn, p, grads, s_tilde, self.eta, self.step,
-                                             self.normalize)
-
-        def at_constraint():
-            _, g = objectives.gradient(loss_fn, params, s)
-            return (objectives.gradient_norm(g, ord_),
-                    lookahead([ad.stop_gradient(p) for p in params]))
-
-        def at_target():
-            look = lookahead(params)
-            return look, look
-
-        value, look = keras.ops.cond(constraint, at_constraint, at_target)
+        gnorm = objectives.gradient_norm(grads, 1 if self.step == "adam" else 2)
+        look = objectives.lookahead_loss(loss_fn, params, grads, s_tilde, self.eta, self.step,
+                                         self.normalize)
+        value, constraint = self.constrained(gnorm, look)
         return value, constraint, {"lookahead": look, "loss": loss, "gnorm": gnorm}
 
 

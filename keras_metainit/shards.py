@@ -76,11 +76,6 @@ class Shard(NamedTuple):
         return ops.sum(values) / self.size
 
     @property
-    def is_whole(self) -> bool:
-        """Whether this part is the whole batch (``total`` is the identity)."""
-        return self.total is _identity
-
-    @property
     def length(self) -> int:
         """Number of examples in this part (static)."""
         return int(keras.tree.flatten(self.batch)[0].shape[0])

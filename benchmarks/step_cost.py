@@ -147,12 +147,11 @@ def main():
                 print(f"| {LABELS[name]} | {method} | error: {errors[0]['error']} | | | | |",
                       flush=True)
                 continue
+            ratios = [x["ms"] / x["train_ms"] for x in runs]
             # the run of median ratio (an odd number of runs: one of them)
-            r = sorted(runs, key=lambda r: r["ms"] / r["train_ms"])[len(runs) // 2]
-            spread = ""
-            if len(runs) > 1:
-                ratios = [x["ms"] / x["train_ms"] for x in runs]
-                spread = f", {min(ratios):.2f}–{max(ratios):.2f} in {len(runs)} runs"
+            r = runs[sorted(range(len(runs)), key=ratios.__getitem__)[len(runs) // 2]]
+            spread = (f", {min(ratios):.2f}–{max(ratios):.2f} in {len(runs)} runs"
+                      if len(runs) > 1 else "")
             xla = " (XLA fallback)" if any("XLA" in n for n in r["notes"]) else ""
             print(f"| {LABELS[name]} | {method}{xla} | {r['ms']:.1f} "
                   f"| {r['ms'] / r['train_ms']:.2f} ({r['train_ms']:.1f}{spread}) "

@@ -232,17 +232,21 @@ _WEIGHTS_MESSAGE = ("Sample weights must be one weight per example (an array of 
                     "are not supported.")
 
 
+def _one_weight_per_example(shape) -> bool:
+    """Whether a weight array (or a batch of weights) of this shape is ``(N,)`` or ``(N, 1)``."""
+    shape = tuple(shape)
+    return len(shape) == 1 or (len(shape) == 2 and shape[1] in (1, None))
+
+
 def _sample_weights(w, n: int) -> np.ndarray:
     """``sample_weight`` as float32 ``(N,)``: one finite, non-negative weight per example."""
     if tree.is_nested(w):
         raise DataError(_WEIGHTS_MESSAGE + f" Received a {type(w).__name__}.")
     w = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
-    if w.ndim == 2 and w.shape[1] == 1:
-        w = w[:, 0]
-    if w.ndim != 1 or len(w) != n or w.dtype.kind not in "fiub":
+    if not _one_weight_per_example(w.shape) or len(w) != n or w.dtype.kind not in "fiub":
         raise DataError(_WEIGHTS_MESSAGE + f" Received shape {w.shape}, dtype {w.dtype}, for "
                         f"{n} examples.")
-    w = w.astype("float32")
+    w = w.reshape(n).astype("float32")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise DataError("Sample weights must be finite and non-negative.")
     return w
@@ -397,7 +401,7 @@ def make_dataset(
         desc += f", batch {size}"
         if weighted:  # batched: (B,) or (B, 1), as the arrays' (N,) or (N, 1)
             w_shape = ds.element_spec[2].shape
-            if not (w_shape.rank == 1 or (w_shape.rank == 2 and w_shape[1] in (1, None))):
+            if not _one_weight_per_example(w_shape):
                 raise DataError(_WEIGHTS_MESSAGE + f" Received batches of shape {w_shape}.")
     else:
         x, y, w = _unpack(data, specs)

@@ -79,7 +79,7 @@ def _gq(loss_fn, params, batch):
     return objectives.gradient_quotient(loss_fn, params, batch)[0]
 
 
-def _gq_of_scales(model, x, y, scales, objective=_gq):
+def _objective_of_scales(model, x, y, scales, objective=_gq):
     """``(f, f(scales), ∇f(scales))`` for ``f(s)`` = the objective at the kernels scaled by ``s``."""
     spec = resolve_loss(model, keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     loss_fn = make_loss_fn(model, spec)
@@ -110,7 +110,7 @@ def _gc_target(independent):
 def test_scale_gradient_matches_central_differences(tiny, objective):
     model, x, y = tiny
     scales = np.array([0.9, 1.1, 0.8])
-    f, _, grad = _gq_of_scales(model, x, y, scales, objective)
+    f, _, grad = _objective_of_scales(model, x, y, scales, objective)
     h = 1e-5
     fd = []
     for k in range(3):

@@ -34,7 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_metainit import methods, objectives  # noqa: E402
-from keras_metainit.learned import scaled  # noqa: E402
+from keras_metainit.learned.core import scaled  # noqa: E402
 from keras_metainit.losses import resolve_loss  # noqa: E402
 from keras_metainit.model_fn import make_loss_fn  # noqa: E402
 

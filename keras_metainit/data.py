@@ -26,19 +26,18 @@ labels are checked against the outputs before any step (class indices in range, 
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 from keras import tree
-from keras.src.trainers.data_adapters import data_adapter_utils
 
-from keras_metainit.losses import (LossSpec, check_labels, model_graph, resolve_loss,
-                                   symbolic_outputs)
+from keras_metainit import _compat
+from keras_metainit.losses import LossSpec, check_labels, resolve_loss, symbolic_outputs
+from keras_metainit.model_inputs import input_specs, input_struct
 
-__all__ = ["make_dataset", "ensure_built", "DataError", "DEFAULT_BATCH_SIZE"]
+__all__ = ["make_dataset", "step_dataset", "ensure_built", "DataError", "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 128
 # Integer inputs that feed no Embedding (or similar layer with a known vocabulary) draw from [0, 2).
@@ -52,69 +51,6 @@ class DataError(ValueError):
 # ----------------------------------------------------------------------------------------------
 # Model inputs
 # ----------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class _InputSpec:
-    name: str
-    shape: tuple  # per example
-    dtype: str
-    high: Optional[int] = None  # integer tokens drawn from [0, high)
-
-
-def _vocabulary_size(layer) -> Optional[int]:
-    for attr in ("input_dim", "num_tokens"):
-        v = getattr(layer, attr, None)
-        if isinstance(v, (int, np.integer)) and v > 0:
-            return int(v)
-    return None
-
-
-def _input_specs(model) -> Optional[List[_InputSpec]]:
-    """Per-example shape, dtype and token range of every input, in ``tree.flatten`` order of the
-    model's input structure; None when unknown."""
-    g = model_graph(model)
-    if g is not None:
-        inputs = tree.flatten(g._inputs_struct)
-        consumers = {}
-        for nodes in g._nodes_by_depth.values():
-            for node in nodes:
-                for t in node.input_tensors:
-                    consumers.setdefault(id(t), []).append(node)
-        specs = []
-        for t in inputs:
-            high = None
-            queue, seen = [t], set()
-            while queue:  # downstream while the values are still the raw (integer) input
-                cur = queue.pop()
-                if id(cur) in seen:
-                    continue
-                seen.add(id(cur))
-                for node in consumers.get(id(cur), []):
-                    size = _vocabulary_size(node.operation)
-                    if size is not None and not isinstance(node.operation, keras.Model):
-                        high = size if high is None else min(high, size)
-                        continue
-                    for out in node.output_tensors:
-                        if "int" in str(out.dtype):
-                            queue.append(out)
-            specs.append(_InputSpec(t.name, tuple(t.shape[1:]), str(t.dtype), high))
-        return specs
-    if getattr(model, "built", False) and getattr(model, "_build_shapes_dict", None):
-        shapes = list(model._build_shapes_dict.values())
-        if all(isinstance(s, (tuple, list)) and (not s or not isinstance(s[0], (tuple, list)))
-               for s in shapes):
-            return [_InputSpec(f"input_{i}", tuple(s[1:]), keras.config.floatx())
-                    for i, s in enumerate(shapes)]
-    return None
-
-
-def _input_struct(model):
-    g = model_graph(model)
-    if g is not None:
-        return tree.lists_to_tuples(g._inputs_struct)
-    specs = _input_specs(model)
-    return None if specs is None or len(specs) == 1 else tuple(range(len(specs)))
-
-
 def ensure_built(model, x) -> None:
     """Build an unbuilt model by calling it on a batch."""
     if not model.built or not model.trainable_variables:
@@ -133,8 +69,8 @@ def ensure_built(model, x) -> None:
 # ----------------------------------------------------------------------------------------------
 def _random_inputs(model, batch_size: int, seed: int) -> tf.data.Dataset:
     """Endless batches of random inputs for every input of the model (see the module doc)."""
-    specs = _input_specs(model)
-    struct = _input_struct(model)
+    specs = input_specs(model)
+    struct = input_struct(model)
 
     def draw(k, spec, seeds):
         shape = (batch_size,) + spec.shape
@@ -201,7 +137,7 @@ def _unpack(data, specs):
     """``(x, y, sample_weight)`` from ``data`` as ``model.fit`` reads a single argument."""
     if isinstance(data, (tuple, list)) and _is_x_only(data, specs):
         return tuple(data), None, None
-    return data_adapter_utils.unpack_x_y_sample_weight(data)
+    return _compat.data_adapter_utils.unpack_x_y_sample_weight(data)
 
 
 def _floatx_arrays(struct):
@@ -372,7 +308,7 @@ def make_dataset(
     bs = int(batch_size or default_batch_size)
     if bs < 1:
         raise ValueError(f"Argument `batch_size` must be >= 1. Received: batch_size={batch_size}")
-    specs = _input_specs(model)
+    specs = input_specs(model)
     labelled, weighted, y_all = True, False, None
     if data is None:
         if not specs or any(d is None for s in specs for d in s.shape):
@@ -432,3 +368,16 @@ def make_dataset(
         kinds = sorted({o.label_kind for o in loss_spec.outputs})
         desc += f", labels random ({', '.join(kinds)})"
     return ds.repeat().prefetch(2), desc, loss_spec
+
+
+def step_dataset(dataset: tf.data.Dataset, method) -> tf.data.Dataset:
+    """The stream of a learned method's steps: ``method.batches_per_step`` consecutive batches,
+    passed through ``method.prepare`` (a tuple of batches per step; ``method`` is a
+    :class:`~keras_metainit.methods.LearnedMethod`)."""
+    k = method.batches_per_step
+
+    def prepare(*element):
+        return tuple(method.prepare(tuple(tf.nest.map_structure(lambda t: t[i], element)
+                                          for i in range(k))))
+
+    return dataset.batch(k, drop_remainder=True).map(prepare)

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from keras_metainit import data as data_lib
 from keras_metainit import methods as methods_lib
-from keras_metainit.learned import run_learned, strategy_of
+from keras_metainit import learned
 from keras_metainit.model_fn import lower_precision_policies
 from keras_metainit.report import InitReport, Progress, resolve_verbose
 
@@ -76,15 +76,21 @@ def meta_initialize(
         ValueError: bad arguments, NaN/Inf or empty data, a model with nothing to tune.
 
     Example:
-        >>> import keras, keras_metainit
-        >>> model = keras.Sequential([keras.Input((784,))] +
-        ...     [keras.layers.Dense(128, "relu") for _ in range(10)] + [keras.layers.Dense(10)])
-        >>> report = model.meta_initialize(None, steps=100, verbose=0)
-        >>> print(report)
+        >>> import keras, keras_metainit, numpy as np
+        >>> model = keras.Sequential([keras.Input((8,))] +
+        ...     [keras.layers.Dense(16, "relu") for _ in range(5)] + [keras.layers.Dense(3)])
+        >>> x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
+        >>> report = model.meta_initialize(x, verbose=0)  # the default method: LSUV
+        >>> report.method
+        'lsuv'
+        >>> report = model.meta_initialize(x, method="metainit", steps=5, batch_size=16,
+        ...                                verbose=0)
+        >>> report.steps_run
+        5
 
     Reference:
-        Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",
-        NeurIPS 2019.
+        The default, LSUV: Mishkin & Matas, "All you need is a good init", ICLR 2016; each
+        method's own paper is cited on its class in :mod:`keras_metainit.methods`.
     """
     started = time.perf_counter()
     method = methods_lib.get(method, **method_options)
@@ -147,21 +153,15 @@ def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_s
         return report
     n_steps = int(steps) if steps is not None else method.steps
     report.config["steps"] = n_steps
-    if keras.backend.backend() == "jax":
-        from keras_metainit import learned_jax
-        return learned_jax.run_learned(model, method, dataset, loss_spec, n_steps, verbose,
-                                       report, strategy, micro_batches, started)
-    return run_learned(model, method, dataset, loss_spec, n_steps, verbose, report,
-                       strategy_of(model, strategy), micro_batches, started)
-
-
+    return learned.run_learned(model, method, dataset, loss_spec, n_steps, verbose, report,
+                               strategy, micro_batches, started)
 
 
 def _chain_report(chain: methods_lib.Chain, stages: List[InitReport], wall_time: float) -> InitReport:
     """One report for a chain: every stage's report in ``stages``; the metrics, tensors and gain
     of the last learned stage; the layer rows and notes of all stages."""
-    learned = [r for r in stages if r.tensors]
-    last = learned[-1] if learned else stages[-1]
+    learned_stages = [r for r in stages if r.tensors]
+    last = learned_stages[-1] if learned_stages else stages[-1]
     return InitReport(
         method=chain.name, config=chain.get_config(), loss=stages[0].loss, data=stages[0].data,
         history=last.history, before=last.before, after=last.after, tensors=last.tensors,
@@ -169,7 +169,7 @@ def _chain_report(chain: methods_lib.Chain, stages: List[InitReport], wall_time:
         steps_run=sum(r.steps_run for r in stages),
         stopped_early=next((f"{r.method}: {r.stopped_early}" for r in stages
                             if r.stopped_early), None),
-        kept_start=all(r.kept_start for r in learned) if learned else False,
+        kept_start=all(r.kept_start for r in learned_stages) if learned_stages else False,
         constraint_steps=sum(r.constraint_steps for r in stages), wall_time=wall_time,
         step_time=last.step_time, traces=sum(r.traces for r in stages),
         notes=[f"{r.method}: {n}" for r in stages for n in r.notes], stages=stages,
@@ -192,7 +192,7 @@ class _OwnTracingFilter(logging.Filter):
     is neither frequent nor avoidable. Warnings about any other function pass.
     """
 
-    OWN = ("_ScaleRun.step", "make_loss_fn.<locals>.per_example_loss")
+    OWN = ("TensorFlowRun.step", "make_loss_fn.<locals>.per_example_loss")
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()

@@ -30,7 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import tree
-from keras.src.trainers import compile_utils
+
+from keras_metainit._compat import compile_utils, is_eager_tensor
 
 __all__ = ["per_example", "LossSpec", "OutputLoss", "resolve_loss", "check_labels"]
 
@@ -60,7 +61,7 @@ def _log_probs(y_pred: tf.Tensor, from_logits: bool) -> tf.Tensor:
     ``log_softmax``: a softmax output contributes its input's logits."""
     logits = getattr(y_pred, "_keras_logits", None)
     if logits is None and not from_logits and hasattr(y_pred, "op") \
-            and not isinstance(y_pred, tf.__internal__.EagerTensor) and y_pred.op.type == "Softmax":
+            and not is_eager_tensor(y_pred) and y_pred.op.type == "Softmax":
         logits = y_pred.op.inputs[0]
     if logits is not None:
         return tf.nn.log_softmax(tf.cast(logits, y_pred.dtype))

@@ -8,6 +8,7 @@ from typing import List
 import keras
 import tensorflow as tf
 
+from keras_metainit import _compat
 from keras_metainit import autodiff as ad
 from keras_metainit import losses
 
@@ -45,16 +46,16 @@ def float32_compute(model):
     float32 = keras.DTypePolicy("float32")
     saved = []
     for layer in [model] + all_layers(model):
-        policy = getattr(layer, "_dtype_policy", None)
+        policy = _compat.dtype_policy(layer)
         if (isinstance(policy, keras.DTypePolicy) and policy.compute_dtype != "float32"
                 and policy.variable_dtype == "float32" and policy.quantization_mode is None):
             saved.append((layer, policy))
-            object.__setattr__(layer, "_dtype_policy", float32)
+            _compat.set_dtype_policy(layer, float32)
     try:
         yield
     finally:
         for layer, policy in saved:
-            object.__setattr__(layer, "_dtype_policy", policy)
+            _compat.set_dtype_policy(layer, policy)
 
 
 def lower_precision_policies(model) -> List[str]:
@@ -64,9 +65,7 @@ def lower_precision_policies(model) -> List[str]:
 
 
 def all_layers(model):
-    if hasattr(model, "_flatten_layers"):
-        return list(model._flatten_layers(include_self=False, recursive=True))
-    return list(getattr(model, "layers", []))
+    return _compat.flatten_layers(model, include_self=False)
 
 
 def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
@@ -99,7 +98,7 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     # the loss head, written once with TensorFlow ops; on JAX called through the seam
     loss_head = ad.tensorflow_function(loss_spec.per_example)
 
-    takes_training = getattr(model, "_call_has_training_arg", True)
+    takes_training = _compat.call_has_training_arg(model)
 
     def per_example_loss(params, batch):
         x, y = batch[0], batch[1]

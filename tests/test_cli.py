@@ -59,13 +59,14 @@ def test_init_method_choices_are_the_registry():
     assert {"metainit", "gradinit", "gradcosine", "lsuv", "sylvester"} <= set(_init_choices())
 
 
-def test_a_new_learned_method_needs_only_its_class():
-    """A throwaway LearnedMethod subclass becomes an ``init --method`` choice and a ``get``
-    name with no other edit; it is taken out of the registry afterwards."""
+def test_a_new_learned_method_needs_only_its_registered_class():
+    """A throwaway LearnedMethod subclass, registered, becomes an ``init --method`` choice and a
+    ``get`` name with no other edit; it is taken out of the registry afterwards."""
     import tensorflow as tf
 
     before = dict(methods._REGISTRY)
     try:
+        @methods.register
         class HalfNorm(methods.LearnedMethod):
             """Minimize the squared norm of the tuned weights (a toy objective)."""
 

@@ -135,7 +135,7 @@ def test_batched_group_solve_is_bartels_stewart_per_group(d, k, n):
     X[2, :, -1] = X[2, :, 0]  # one group with a repeated sample (a ridge when n < k)
     X[3] = 0.0
     lam = 0.7
-    batched = layerwise.sylvester.sylvester_solve_groups(X, S, lam)
+    batched = layerwise.sylvester_maths.sylvester_solve_groups(X, S, lam)
     ridges = []
     for g in range(4):
         A, B, C = S[g] @ S[g].T, lam * X[g] @ X[g].T, (1 + lam) * S[g] @ X[g].T
@@ -330,7 +330,7 @@ def test_zero_inputs_cannot_be_rescaled():
 
 
 def test_a_non_finite_solution_is_never_written(monkeypatch):
-    from keras_metainit.layerwise import sylvester as sylvester_module
+    from keras_metainit.layerwise import sylvester_maths as sylvester_module
 
     model = mlp()
     x = np.random.default_rng(0).standard_normal((64, 12))

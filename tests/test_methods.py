@@ -86,11 +86,29 @@ def test_a_subclass_without_its_own_aliases_does_not_take_over_its_parents():
         class Tweaked(methods.MetaInit):
             pass
 
+        with pytest.raises(ValueError, match="sets its own `aliases`"):
+            methods.register(Tweaked)
         assert methods._REGISTRY == before
         assert type(methods.get("metainit")) is methods.MetaInit
     finally:
         methods._REGISTRY.clear()
         methods._REGISTRY.update(before)
+
+
+def test_register_and_unregister_a_method_of_ones_own():
+    class Mine(methods.MetaInit):
+        aliases = ("mine_for_the_test",)
+
+    assert methods.register(Mine) is Mine
+    try:
+        assert isinstance(methods.get("mine_for_the_test", steps=3), Mine)
+        assert methods.available()[-1] == "mine_for_the_test"
+        assert methods.deserialize(methods.serialize(Mine(steps=4))).steps == 4
+    finally:
+        methods.unregister(Mine)
+    with pytest.raises(ValueError, match="Unknown method 'mine_for_the_test'.*register"):
+        methods.get("mine_for_the_test")
+    assert methods.available() == [cls.aliases[0] for cls in methods.ALL_OBJECTS]
 
 
 def _least_squares(params, batch):

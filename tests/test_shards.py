@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import keras_metainit as km
-from keras_metainit import learned, methods, shards
+from keras_metainit import methods, shards
+from keras_metainit.learned.tensorflow import TensorFlowRun
 from keras_metainit.model_fn import make_loss_fn
 from keras_metainit.losses import resolve_loss
 from keras_metainit.report import InitReport
@@ -33,8 +34,8 @@ def _batches(method, n=16, dtype="float64", seed=1):
 
 def _value_and_grad(method, model, batches, micro_batches):
     loss_fn = make_loss_fn(model, resolve_loss(model, CE), training=method.training)
-    run = learned._ScaleRun(model, method, loss_fn, InitReport(method=method.name, config={}), size=16,
-                           micro_batches=micro_batches)
+    run = TensorFlowRun(model, method, loss_fn, InitReport(method=method.name, config={}), size=16,
+                        micro_batches=micro_batches)
     s = np.random.default_rng(2).uniform(0.7, 1.3, len(run.tuned))
     value, grad, constraint, metrics, ok = run._run(tf.constant(s, tf.float32), batches)
     return float(value), grad.numpy(), bool(constraint), {k: float(v) for k, v in metrics.items()}

@@ -13,8 +13,9 @@ and :class:`~keras_metainit.methods.Sylvester`, one idea per module:
 - :mod:`~keras_metainit.layerwise.kinds`: which Keras layer is which chain of stages (its
   :class:`LayerView`), and :func:`register_layer` to teach the methods a custom layer;
 - :mod:`~keras_metainit.layerwise.lsuv` and :mod:`~keras_metainit.layerwise.sylvester`: the two
-  methods, each one object the walk calls (``examples_needed``, ``set_layer``), and the
-  Sylvester maths (:func:`latent_code`, :func:`sylvester_solve`).
+  methods, each one object the walk calls (``examples_needed``, ``set_layer``);
+- :mod:`~keras_metainit.layerwise.sylvester_maths`: the Sylvester maths (:func:`latent_code`,
+  :func:`sylvester_solve`).
 
 A layer-wise method is a :class:`~keras_metainit.methods.LayerwiseMethod`: its options are its
 constructor's arguments, and :meth:`~keras_metainit.methods.LayerwiseMethod.run` hands the
@@ -30,8 +31,9 @@ from keras_metainit.layerwise.lsuv import LSUV
 from keras_metainit.layerwise.stages import (
     ConvStage, DepthwiseStage, GroupedConvStage, MatmulStage, Stage, TransposeStage,
 )
-from keras_metainit.layerwise.sylvester import (
-    LABEL_NOISE, LATENTS, RCOND, RIDGE, Sylvester, SylvesterSolution, latent_code, sylvester_solve,
+from keras_metainit.layerwise.sylvester import Sylvester
+from keras_metainit.layerwise.sylvester_maths import (
+    LABEL_NOISE, LATENTS, RCOND, RIDGE, SylvesterSolution, latent_code, sylvester_solve,
 )
 from keras_metainit.layerwise.walk import walk
 

@@ -33,6 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Type
 import keras
 import numpy as np
 
+from keras_metainit import _compat
 from keras_metainit.layerwise.activations import (
     LayerwiseError, describe, pooled_variance, to_numpy,
 )
@@ -84,14 +85,8 @@ def _conv_args(layer) -> Tuple:
     return layer.strides, layer.padding, layer.dilation_rate, layer.data_format
 
 
-def _kernel_var(layer):
-    """The kernel variable (``_kernel`` where ``kernel`` is a property over it)."""
-    v = getattr(layer, "_kernel", None)
-    return v if v is not None else layer.kernel
-
-
 def _dense(layer) -> LayerView:
-    kernel = _kernel_var(layer)
+    kernel = _compat.kernel_variable(layer)
     return LayerView([MatmulStage(kernel, layer.bias, 1)], layer.activation)
 
 
@@ -120,19 +115,19 @@ def _einsum(layer):
     s = _einsum_in_axes(layer.equation, len(layer.kernel.shape))
     if s is None:
         return f"EinsumDense equation {layer.equation!r} is not a product on trailing axes"
-    kernel = _kernel_var(layer)
+    kernel = _compat.kernel_variable(layer)
     return LayerView([MatmulStage(kernel, layer.bias, s)], layer.activation)
 
 
 def _conv(layer):
-    kernel, groups = _kernel_var(layer), getattr(layer, "groups", 1)
+    kernel, groups = _compat.kernel_variable(layer), getattr(layer, "groups", 1)
     stage = (ConvStage(kernel, layer.bias, *_conv_args(layer)) if groups == 1
              else GroupedConvStage(kernel, layer.bias, *_conv_args(layer), groups))
     return LayerView([stage], layer.activation)
 
 
 def _depthwise(layer):
-    kernel = _kernel_var(layer)
+    kernel = _compat.kernel_variable(layer)
     return LayerView([DepthwiseStage(kernel, layer.bias, *_conv_args(layer))], layer.activation)
 
 
@@ -145,7 +140,7 @@ def _separable(layer):
 
 
 def _transpose(layer):
-    kernel = _kernel_var(layer)
+    kernel = _compat.kernel_variable(layer)
     return LayerView([TransposeStage(kernel, layer.bias, *_conv_args(layer),
                                      output_padding=layer.output_padding)], layer.activation)
 

@@ -14,7 +14,7 @@ from keras_metainit import validation
 from keras_metainit.layerwise.activations import LayerwiseError, describe, warn
 from keras_metainit.layerwise.kinds import stage_variance
 from keras_metainit.layerwise.stages import Stage
-from keras_metainit.methods import LayerwiseMethod
+from keras_metainit.methods.base import LayerwiseMethod
 
 __all__ = ["LSUV", "orthonormal"]
 

@@ -29,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from keras_metainit import _compat
 from keras_metainit.data import DataError
 from keras_metainit.layerwise.activations import (
     describe, finite_or_raise, first_input, intercept, layer_inputs, num_examples, take,
@@ -78,7 +79,8 @@ class Run:
 
 def _own_kernels(layer) -> bool:
     """Whether the layer itself (not a sublayer) owns a weight of rank >= 2."""
-    inner = {id(w) for sub in layer._flatten_layers(include_self=False) for w in sub.weights}
+    inner = {id(w) for sub in _compat.flatten_layers(layer, include_self=False)
+             for w in sub.weights}
     return any(len(w.shape) >= 2 and id(w) not in inner for w in layer.weights)
 
 
@@ -107,7 +109,7 @@ def plan(model: keras.Model, probe, method) -> Tuple[List[Target], Any]:
     Returns:
         ``(targets, output)``: the plan and the model's output on the probe.
     """
-    candidates = [layer for layer in model._flatten_layers(include_self=True) if _own_kernels(layer)]
+    candidates = [layer for layer in _compat.flatten_layers(model) if _own_kernels(layer)]
     records: Dict[int, List[Tuple[Any, Any]]] = {}
     order: List[Any] = []
 

@@ -1,5 +1,6 @@
 """The learned-method runner on Keras's JAX backend: the same objectives, scale updates, guard and
-write-back as :mod:`keras_metainit.learned`, with the step compiled once by ``jax.jit``.
+write-back as on TensorFlow (:mod:`keras_metainit.learned.core`), with the step compiled once by
+``jax.jit``.
 
 The objective is the method's own (:mod:`keras_metainit.objectives`, written once for every
 backend); its gradient with respect to the scales is a third derivative for MetaInit, taken by
@@ -7,7 +8,7 @@ nested JAX transforms through ``model.stateless_call`` (:mod:`keras_metainit.aut
 and the update's state are a pytree carried from step to step; the trainable weights at the start
 are an argument of the compiled step, not constants baked into it. The loop, the best-scales guard
 (scored by the method's objective on a fixed probe batch, never worse than the start) and the
-write-back are :func:`keras_metainit.learned.drive`, shared with TensorFlow.
+write-back are :func:`keras_metainit.learned.core.drive`, shared with TensorFlow.
 
 Data: the ``tf.data`` pipeline of :mod:`keras_metainit.data` is iterated on the host and each
 step's batches are handed to the compiled step as NumPy arrays. Under a ``keras.distribution``
@@ -25,10 +26,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_metainit import learned, shards
-from keras_metainit.model_fn import make_loss_fn
+from keras_metainit import _compat, shards
+from keras_metainit.learned.core import (Run, all_finite, drive, guarded_update, scaled,
+                                         start)
 
-__all__ = ["run_learned"]
+__all__ = ["run", "JaxRun"]
 
 
 class _Scales:
@@ -41,8 +43,9 @@ class _Scales:
         return np.asarray(self.value)
 
 
-class _JaxScaleRun:
-    """State and compiled functions of one learned-method run on JAX.
+class JaxRun(Run):
+    """One learned-method run on JAX: the scales and the update's state are a pytree carried
+    from step to step by the compiled :meth:`step`.
 
     Args:
         model: the model.
@@ -54,22 +57,17 @@ class _JaxScaleRun:
     """
 
     def __init__(self, model, method, loss_fn, report, size: int, layout=None):
-        self.model, self.method, self.loss_fn, self.size = model, method, loss_fn, size
-        self.variables, self.norms, self.tuned = learned.select(model, method, report)
-        self.base_norms = jnp.asarray([self.norms[i] for i in self.tuned], jnp.float32)
-        self.transform = method.transform()
-        k = len(self.tuned)
-        self.scales = _Scales(jnp.ones([k], jnp.float32))
+        super().__init__(model, method, loss_fn, report, size)
+        self.scales = _Scales(jnp.ones([len(self.tuned)], jnp.float32))
         self.state = self.transform.init(self.scales.value, self.base_norms)
         self.layout = layout
-        self.traces = 0
         self._step = jax.jit(self._step_fn)
         self._eval = jax.jit(self._eval_fn)
 
     # -- pure functions of (scales, state, weights, batches), compiled once --------------------
     def _objective(self, weights):
         def objective(s, shards_):
-            out = self.method.objective(self.loss_fn, learned.scaled(weights, self.tuned, s),
+            out = self.method.objective(self.loss_fn, scaled(weights, self.tuned, s),
                                         shards_)
             # constants a method made with TensorFlow (MetaInit's constraint: False) as arrays
             return keras.tree.map_structure(ops.convert_to_tensor, out)
@@ -80,8 +78,8 @@ class _JaxScaleRun:
         self.traces += 1  # runs at trace time only
         value, grads, constraint, metrics = shards.value_and_grad(
             self._objective(weights), scales, [(batches, 0)], self.size)
-        batch_ok = learned.all_finite(batches)
-        ok, new_s, new_state = learned.guarded_update(self.transform, value, grads, state, scales,
+        batch_ok = all_finite(batches)
+        ok, new_s, new_state = guarded_update(self.transform, value, grads, state, scales,
                                                       self.base_norms, constraint, batch_ok)
         keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
         return (keep(new_s, scales), jax.tree_util.tree_map(keep, new_state, state),
@@ -90,11 +88,9 @@ class _JaxScaleRun:
     def _eval_fn(self, scales, weights, batches):
         value, constraint, metrics = shards.values(
             self._objective(weights), scales, [(batches, 0)], self.size)
-        return value, constraint, metrics, learned.all_finite(batches)
+        return value, constraint, metrics, all_finite(batches)
 
-    # -- the runner's interface (learned.drive) ----------------------------------------------
-    def _weights(self):
-        return [v.value for v in self.variables]
+    # -- the runner's interface (drive) ----------------------------------------------------
 
     def place(self, batches):
         """Host batches as device arrays, split along the batch axis under a layout."""
@@ -106,14 +102,11 @@ class _JaxScaleRun:
     def step(self, batches):
         # the guard holds self.scales: its value changes, the object stays
         self.scales.value, self.state, out = self._step(self.scales.value, self.state,
-                                                        self._weights(), batches)
+                                                        self.weights(), batches)
         return out
 
     def evaluate(self, batches):
-        return self._eval(self.scales.value, self._weights(), batches)
-
-    def write_back(self, scales: np.ndarray):
-        learned.write_scales(self.variables, self.tuned, scales)
+        return self._eval(self.scales.value, self.weights(), batches)
 
 
 def _layout(size: int):
@@ -121,14 +114,12 @@ def _layout(size: int):
     distribution = keras.distribution.distribution()
     if distribution is None:
         return None
-    from keras.src.backend.jax.distribution_lib import _to_backend_layout
-
     layout = distribution.get_data_layout((size,))
-    return _to_backend_layout(layout)
+    return _compat.jax_layout(layout)
 
 
-def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strategy=None,
-                micro_batches: int = 1, started: Optional[float] = None):
+def run(model, method, dataset, loss_spec, steps, verbose, report, strategy=None,
+        micro_batches: int = 1, started: Optional[float] = None):
     """:func:`keras_metainit.learned.run_learned` on the JAX backend (the same arguments)."""
     if strategy is not None:
         raise ValueError("`strategy` is a tf.distribute strategy, which needs the TensorFlow "
@@ -139,11 +130,9 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
         raise NotImplementedError("`micro_batches` needs the TensorFlow backend; on JAX pass "
                                   "micro_batches=1 (a keras.distribution splits the batch over "
                                   "devices).")
-    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
-    steps_ds = learned.step_dataset(dataset, method)
-    size = int(keras.tree.flatten(steps_ds.element_spec)[0].shape[0])
+    loss_fn, steps_ds, size = start(model, method, dataset, loss_spec)
     layout = _layout(size)
-    run = _JaxScaleRun(model, method, loss_fn, report, size, layout)
+    run = JaxRun(model, method, loss_fn, report, size, layout)
     if layout is not None:
         devices = len(layout.device_set)
         if size % devices:
@@ -152,4 +141,4 @@ def run_learned(model, method, dataset, loss_spec, steps, verbose, report, strat
         report.notes.append(f"distributed: {type(keras.distribution.distribution()).__name__}, "
                             f"{devices} device(s), global batch {size}")
     it = (run.place(b) for b in steps_ds.as_numpy_iterator())
-    return learned.drive(run, method, it, run.step, run.evaluate, steps, verbose, report, started)
+    return drive(run, method, it, run.step, run.evaluate, steps, verbose, report, started)

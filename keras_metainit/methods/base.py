@@ -1,58 +1,56 @@
-"""Initialization methods: small objects holding hyperparameters, resolved like Keras optimizers.
+"""The base classes of the initialization methods, :class:`Chain`, and how a method is resolved.
 
-A *learned* method (:class:`MetaInit`, :class:`GradInit`, :class:`GradCosine`) is a composition:
-which tensors get a scale, an objective (a pure function from :mod:`keras_metainit.objectives`),
-and a scale update (from :mod:`keras_metainit.scale_opt`). The engine
-(:func:`keras_metainit.meta_initialize`) runs the steps for all of them.
+A *learned* method (:class:`~keras_metainit.methods.MetaInit`,
+:class:`~keras_metainit.methods.GradInit`, :class:`~keras_metainit.methods.GradCosine`) is a
+composition: which tensors get a scale, an objective (a pure function from
+:mod:`keras_metainit.objectives`), and a scale update (from :mod:`keras_metainit.scale_opt`). The
+runner (:mod:`keras_metainit.learned`) runs the steps for all of them.
 
 A *layer-wise* method (LSUV, Sylvester) sets each layer from its input activations, in order; it
 shares the engine's data handling and report, not its step.
 
 ``get("metainit", steps=100)`` / ``get(MetaInit(steps=100))`` resolve a method as
-``keras.optimizers.get`` resolves an optimizer.
+``keras.optimizers.get`` resolves an optimizer, from the names :func:`register` recorded: the
+built-in methods are registered by :mod:`keras_metainit.methods` (its ``ALL_OBJECTS``), a method
+of your own by decorating its class with :func:`register`. This module imports none of the
+methods it resolves.
 """
 from __future__ import annotations
 
 import inspect
-from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
+from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 import keras
-import tensorflow as tf
 
-from keras_metainit import objectives, scale_opt, validation
+from keras_metainit import scale_opt, validation
 from keras_metainit.validation import check, is_real
 
-__all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "MetaInit",
-           "GradInit", "GradCosine", "LSUV", "Sylvester", "Chain", "get", "serialize",
-           "deserialize", "available", "DEFAULT"]
+if TYPE_CHECKING:  # annotations only
+    import tensorflow as tf
+
+__all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "Chain", "register",
+           "unregister", "get", "serialize", "deserialize", "available", "DEFAULT"]
 
 #: What ``meta_initialize`` runs when no method is named: LSUV, the strongest and cheapest in
 #: ``benchmarks/claims.py`` (the evidence: docs/choosing.md, "The default").
 DEFAULT = "lsuv"
 
-#: alias -> class; every subclass of :class:`Method` with ``aliases`` adds itself when defined
+#: alias -> class, filled by :func:`register`, in registration order
 _REGISTRY: Dict[str, Type["Method"]] = {}
 
 
 class Method:
     """Base class of every initialization method.
 
-    Subclasses set ``aliases`` (the strings :func:`get` accepts; defining the class registers
-    it, so :func:`get`, :func:`available` and the command line's ``init --method`` know it) and
-    store their constructor arguments as attributes of the same names, which makes
-    :meth:`get_config` complete.
+    Subclasses set ``aliases`` (the strings :func:`get` accepts once the class is registered
+    with :func:`register`, so that :func:`get`, :func:`available` and the command line's
+    ``init --method`` know it) and store their constructor arguments as attributes of the same
+    names, which makes :meth:`get_config` complete.
     """
 
     aliases: ClassVar[Tuple[str, ...]] = ()
     #: default examples per batch when ``meta_initialize`` is given none
     batch_size: Optional[int] = None
-
-    def __init_subclass__(cls, **kw):
-        super().__init_subclass__(**kw)
-        # Only the class that names the aliases registers them: a subclass that does not set
-        # its own (a user's tweak of MetaInit, a shared base) does not take over its parent's.
-        for alias in cls.__dict__.get("aliases", ()):
-            _REGISTRY[alias] = cls
 
     @property
     def name(self) -> str:
@@ -159,58 +157,6 @@ class LayerwiseMethod(Method):
                     seed=self.seed if self.seed is not None else seed, progress=progress)
 
 
-class MetaInit(LearnedMethod):
-    """MetaInit: tune each tensor's norm to minimize the gradient quotient.
-
-    The gradient quotient (:func:`keras_metainit.gradient_quotient`) measures how much one
-    gradient step changes the gradient; MetaInit moves the norm of every weight tensor (kernels,
-    embeddings: ``ndim >= 2``) by signed momentum steps on its derivative, never the direction.
-    Normalization layers run in inference mode and dropout is off.
-
-    Args:
-        steps: number of steps (reference 500).
-        lr: step on each norm per unit of sign, in absolute norm units (reference 0.1).
-        momentum: momentum of the norm steps (reference 0.9).
-        eps: the ε of the gradient quotient. **Default 1e-2, not the paper's 1e-5**: ε sets
-            where GQ's minimum lies, and with 1e-5 MetaInit shrinks deep ReLU nets far below He
-            (the report's end-to-end gain shows it) so that they train poorly after it
-            (``benchmarks/metainit_eps.py``, docs/methods/metainit.md). Pass ``eps=1e-5`` for the
-            paper's setting.
-        min_norm: floor of each norm as a fraction of its starting norm (the reference has none).
-        batch_size: examples per step (reference: the size of its random batch; 128 here).
-
-    Example:
-        >>> import keras, keras_metainit
-        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
-        ...                           keras.layers.Dense(10)])
-        >>> report = model.meta_initialize(None, method=keras_metainit.methods.MetaInit(steps=50))
-
-    Reference:
-        Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",
-        NeurIPS 2019.
-    """
-
-    aliases = ("metainit", "meta_init")
-    metric_names = ("gq", "loss")
-
-    def __init__(self, steps: int = 500, lr: float = 0.1, momentum: float = 0.9,
-                 eps: float = 1e-2, min_norm: float = 1e-3, batch_size: int = 128):
-        self.steps = validation.steps(steps)
-        check(is_real(lr) and lr > 0, "lr", lr, "positive")
-        check(is_real(momentum) and 0 <= momentum < 1, "momentum", momentum, "in [0, 1)")
-        check(is_real(eps) and eps > 0, "eps", eps, "positive")
-        check(is_real(min_norm) and 0 < min_norm <= 1, "min_norm", min_norm, "in (0, 1]")
-        self.lr, self.momentum, self.eps = lr, momentum, eps
-        self.min_norm, self.batch_size = min_norm, batch_size
-
-    def objective(self, loss_fn, params, shards):
-        gq, loss = objectives.gradient_quotient(loss_fn, params, shards[0], self.eps)
-        return gq, keras.ops.convert_to_tensor(False), {"gq": gq, "loss": loss}
-
-    def transform(self):
-        return scale_opt.sign_momentum(self.lr, self.momentum, self.min_norm)
-
-
 class ConstrainedMethod(LearnedMethod):
     """A learned method that minimizes a target subject to a bound on a gradient norm.
 
@@ -270,134 +216,6 @@ class ConstrainedMethod(LearnedMethod):
                                       normalize=self.scale_invariant)
 
 
-class GradInit(ConstrainedMethod):
-    """GradInit: tune one scale per tensor so that the first optimizer step helps most.
-
-    Each step takes two batches ``S`` and ``S̃`` that share ``overlap`` of their examples and
-    minimizes the loss on ``S̃`` after one step of the target optimizer from ``θ_α``,
-    ``L(S̃; θ_α − η·A[g_S]) / η`` (:func:`~keras_metainit.objectives.lookahead_loss`), subject to
-    ``‖g_S(θ_α)‖ ≤ γ`` (ℓ2 norm for ``step="sgd"``, ℓ1 for ``"adam"``, as in the reference code).
-    The rest (which tensors get a scale, their update) is :class:`ConstrainedMethod`'s.
-
-    Args:
-        steps: number of steps (reference: about one epoch, 390 on CIFAR-10).
-        lr: RescaleAdam's learning rate (reference recipes: 3e-3 to 1e-2; 1e-2 for VGG-19
-            without normalization).
-        eta: the look-ahead step size η (0.1).
-        gamma: the gradient-norm bound γ (1.0).
-        min_scale: floor of every scale (0.01).
-        step: ``"sgd"`` (normalized gradient step) or ``"adam"`` (sign step).
-        overlap: fraction of ``S̃`` shared with ``S`` (0.5).
-        normalize: for ``step="sgd"``, step along ``g/‖g‖₂`` (the reference recipes'
-            ``--gradinit-normalize-grad``) rather than ``g``.
-        batch_size: examples in each of ``S`` and ``S̃``.
-        scale_invariant: normalize the scale gradient before RescaleAdam (not in the paper;
-            see :class:`ConstrainedMethod`).
-
-    Example:
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method="gradinit", steps=200)
-
-    Reference:
-        Zhu, Ni, Xu, Kong, Huang & Goldstein, "GradInit: Learning to Initialize Neural Networks
-        for Stable and Efficient Training", NeurIPS 2021.
-    """
-
-    aliases = ("gradinit", "grad_init")
-    batches_per_step = 2
-    metric_names = ("lookahead", "loss", "gnorm")
-
-    def __init__(self, steps: int = 390, lr: float = 1e-2, eta: float = 0.1, gamma: float = 1.0,
-                 min_scale: float = 0.01, step: str = "sgd", overlap: float = 0.5,
-                 normalize: bool = True, batch_size: int = 128, scale_invariant: bool = False):
-        super().__init__(steps=steps, lr=lr, gamma=gamma, min_scale=min_scale,
-                         batch_size=batch_size, scale_invariant=scale_invariant)
-        check(is_real(eta) and eta > 0, "eta", eta, "positive")
-        check(step in ("sgd", "adam"), "step", step, "'sgd' or 'adam'")
-        check(is_real(overlap) and 0 <= overlap <= 1, "overlap", overlap, "in [0, 1]")
-        self.eta, self.step, self.overlap, self.normalize = eta, step, overlap, normalize
-
-    def prepare(self, batches):
-        """``(S, S̃)``: ``S̃`` is the first ``overlap`` of ``S`` and the rest of the next batch."""
-        s, other = batches
-        shared = int(round(self.overlap * int(tf.nest.flatten(s)[0].shape[0])))
-        s_tilde = tf.nest.map_structure(lambda a, b: tf.concat([a[:shared], b[shared:]], 0),
-                                        s, other)
-        return s, s_tilde
-
-    def objective(self, loss_fn, params, shards):
-        s, s_tilde = shards
-        loss, grads = objectives.gradient(loss_fn, params, s)
-        gnorm = objectives.gradient_norm(grads, 1 if self.step == "adam" else 2)
-        look = objectives.lookahead_loss(loss_fn, params, grads, s_tilde, self.eta, self.step,
-                                         self.normalize)
-        value, constraint = self.constrained(gnorm, look)
-        return value, constraint, {"lookahead": look, "loss": loss, "gnorm": gnorm}
-
-
-class GradCosine(ConstrainedMethod):
-    """NIO: tune one scale per tensor to raise the cosine between per-sample gradients.
-
-    GradCosine (:func:`keras_metainit.grad_cosine`) is the mean pairwise cosine between the
-    gradients of ``splits`` overlapping chunks of the batch; GN is their mean norm. While
-    ``GN > gamma`` a step reduces GN (the constraint); otherwise it minimizes the target:
-    ``"gc"`` = −GC, ``"gc_gn"`` = −GC − λ·Σ‖g_i‖², ``"gc_gn_sqrt"`` = −GC − λ·Σ‖g_i‖ (the
-    released recipe, λ = ``gn_weight`` = 1). The rest is :class:`ConstrainedMethod`'s.
-
-    Note: in the official logs on ResNet-50 the cosine barely moved while GN grew toward γ; the
-    report shows GC and GN before and after so you can see what happened on your model.
-
-    Args:
-        steps: number of steps (100).
-        lr: RescaleAdam's learning rate (released recipes: 3e-3 to 5e-2).
-        splits: number of chunks D (4).
-        overlap: overlap ratio r of the chunks (0.2).
-        gamma: bound γ on GN (10, the released ImageNet recipe).
-        target: ``"gc"``, ``"gc_gn"`` or ``"gc_gn_sqrt"``.
-        gn_weight: λ of the GN terms of the target.
-        min_scale: floor of every scale (0.01).
-        batch_size: examples per step.
-        scale_invariant: normalize the scale gradient before RescaleAdam (not in the paper;
-            see :class:`ConstrainedMethod`).
-
-    Example:
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method="nio")
-
-    Reference:
-        Yang, Wang, Zhou, Lin & Tao, "Towards Theoretically Inspired Neural Initialization
-        Optimization", NeurIPS 2022.
-    """
-
-    aliases = ("gradcosine", "nio", "grad_cosine")
-    metric_names = ("gc", "gn", "loss")
-
-    def __init__(self, steps: int = 100, lr: float = 1e-2, splits: int = 4, overlap: float = 0.2,
-                 gamma: float = 10.0, target: str = "gc_gn_sqrt", gn_weight: float = 1.0,
-                 min_scale: float = 0.01, batch_size: int = 128, scale_invariant: bool = False):
-        super().__init__(steps=steps, lr=lr, gamma=gamma, min_scale=min_scale,
-                         batch_size=batch_size, scale_invariant=scale_invariant)
-        check(is_real(splits) and splits >= 2, "splits", splits, "an integer >= 2")
-        check(is_real(overlap) and 0 <= overlap < 1, "overlap", overlap, "in [0, 1)")
-        check(target in ("gc", "gc_gn", "gc_gn_sqrt"), "target", target,
-              "'gc', 'gc_gn' or 'gc_gn_sqrt'")
-        check(is_real(gn_weight) and gn_weight >= 0, "gn_weight", gn_weight, ">= 0")
-        self.splits, self.overlap = int(splits), overlap
-        self.target, self.gn_weight = target, gn_weight
-
-    def objective(self, loss_fn, params, shards):
-        # examples_independent: set on the loss function by model_fn.make_loss_fn
-        gc, gn, norms, loss = objectives.grad_cosine(
-            loss_fn, params, shards[0], self.splits, self.overlap,
-            getattr(loss_fn, "examples_independent", False))
-        if self.target == "gc":
-            target = -gc
-        elif self.target == "gc_gn":
-            target = -gc - self.gn_weight * keras.ops.sum(keras.ops.square(norms))
-        else:
-            target = -gc - self.gn_weight * keras.ops.sum(norms)
-        value, constraint = self.constrained(gn, target)
-        return value, constraint, {"gc": gc, "gn": gn, "loss": loss}
-
-
 class Chain(Method):
     """Several methods run in order on one model, with one report: e.g. LSUV to fix every
     layer's signal, then GradInit to tune the scales for the first optimizer steps.
@@ -435,6 +253,67 @@ class Chain(Method):
         return {"methods": [serialize(m) for m in self.methods]}
 
 
+def register(cls: Type[Method]) -> Type[Method]:
+    """Register a method class under its ``aliases``, so that :func:`get`, :func:`available` and
+    the command line's ``init --method`` know it; usable as a class decorator.
+
+    The built-in methods are registered by :mod:`keras_metainit.methods` (``ALL_OBJECTS``).
+
+    Args:
+        cls: a subclass of :class:`Method` that sets ``aliases`` itself (a subclass that
+            inherits its parent's aliases would take them over, and is refused).
+
+    Returns:
+        ``cls``, unchanged.
+
+    Raises:
+        ValueError: ``cls`` is not a :class:`Method` subclass or sets no aliases of its own.
+
+    Example:
+        >>> from keras_metainit import methods, scale_opt
+        >>> @methods.register
+        ... class HalfNorm(methods.LearnedMethod):
+        ...     aliases = ("halfnorm_example",)
+        ...     def objective(self, loss_fn, params, shards):
+        ...         value = sum(keras.ops.sum(keras.ops.square(p)) for p in params)
+        ...         return value, keras.ops.convert_to_tensor(False), {"objective": value}
+        ...     def transform(self):
+        ...         return scale_opt.sign_momentum(0.01)
+        >>> type(methods.get("halfnorm_example")).__name__
+        'HalfNorm'
+        >>> _ = methods.unregister(HalfNorm)
+
+    Reference:
+        As ``keras.saving.register_keras_serializable`` registers a Keras object.
+    """
+    check(isinstance(cls, type) and issubclass(cls, Method), "cls", cls,
+          "a subclass of keras_metainit.methods.Method")
+    # Only the class that names the aliases registers them: a subclass that does not set its own
+    # (a user's tweak of MetaInit, a shared base) must not take over its parent's.
+    aliases = cls.__dict__.get("aliases", ())
+    check(isinstance(aliases, tuple) and len(aliases) > 0 and all(
+        isinstance(a, str) for a in aliases), "cls", cls,
+        "a Method class that sets its own `aliases` (a non-empty tuple of strings)")
+    for alias in aliases:
+        _REGISTRY[alias] = cls
+    return cls
+
+
+def unregister(cls: Type[Method]) -> Type[Method]:
+    """Take ``cls``'s aliases out of the registry (the inverse of :func:`register`).
+
+    Args:
+        cls: a registered method class.
+
+    Returns:
+        ``cls``, unchanged.
+    """
+    for alias, registered in list(_REGISTRY.items()):
+        if registered is cls:
+            del _REGISTRY[alias]
+    return cls
+
+
 def get(identifier, **options) -> Method:
     """Resolve a method from a string alias, a config dict or an instance.
 
@@ -467,7 +346,9 @@ def get(identifier, **options) -> Method:
     if isinstance(identifier, str):
         cls = _REGISTRY.get(identifier.lower().replace("-", "_"))
         if cls is None:
-            raise ValueError(f"Unknown method {identifier!r}. Known: {sorted(_REGISTRY)}")
+            raise ValueError(f"Unknown method {identifier!r}. Known: {sorted(_REGISTRY)} "
+                             "(a method class of your own: decorate it with "
+                             "keras_metainit.methods.register)")
         return cls(**options)
     raise ValueError(f"Argument `method` must be a string or a Method. Received: {identifier!r}")
 
@@ -487,21 +368,15 @@ def deserialize(config: Dict[str, Any], **options) -> Method:
 
 
 def available(kind: Optional[Type[Method]] = None) -> List[str]:
-    """The name of every registered method (its first alias), in the order they were defined.
+    """The name of every registered method (its first alias), in the order they were registered.
 
     Args:
         kind: only the subclasses of this class (say :class:`LearnedMethod`); None for all.
 
     Returns:
-        ``["metainit", "gradinit", "gradcosine", "lsuv", "sylvester"]`` and any method defined
-        since: a subclass of :class:`Method` with ``aliases`` registers itself, and the command
-        line's ``init --method`` choices are this list.
+        ``["metainit", "gradinit", "gradcosine", "lsuv", "sylvester"]`` and any method
+        registered since (:func:`register`); the command line's ``init --method`` choices are
+        this list.
     """
     classes = dict.fromkeys(_REGISTRY.values())  # unique, in registration order
     return [cls.aliases[0] for cls in classes if kind is None or issubclass(cls, kind)]
-
-
-# The layer-wise methods live in keras_metainit/layerwise/ (one object the walk calls); imported
-# here so that `methods.LSUV` works and both are registered with this module.
-from keras_metainit.layerwise.lsuv import LSUV  # noqa: E402
-from keras_metainit.layerwise.sylvester import Sylvester  # noqa: E402

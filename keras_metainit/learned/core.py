@@ -1,0 +1,264 @@
+"""The backend-neutral part of a learned-method run: what is tuned, the loop, the best-scales
+guard, the write-back and the report's tensor table.
+
+keras-tuner's split between ``BaseTuner`` (the search loop) and ``Tuner`` (how a trial runs) is
+the model: :func:`drive` owns the loop and :class:`Run` what every run holds; a backend's module
+(:mod:`keras_metainit.learned.tensorflow`, :mod:`keras_metainit.learned.jax`) owns how a step is
+compiled and run, and subclasses :class:`Run` with the scales and state in its own form. The
+pieces of a step every backend shares (:func:`scaled`, :func:`all_finite`,
+:func:`guarded_update`) are written in ``keras.ops``, traced by ``tf.function`` or ``jax.jit``.
+"""
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from typing import List
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_metainit import data as data_lib
+from keras_metainit.methods.base import LearnedMethod
+from keras_metainit.model_fn import make_loss_fn
+from keras_metainit.report import InitReport, Progress
+
+__all__ = ["Run", "start", "drive", "select", "scaled", "all_finite", "guarded_update",
+           "write_scales"]
+
+
+def _he_norm(shape) -> float:
+    """Expected norm of a He-normal kernel of this shape, ``sqrt(2 · units)``.
+
+    Every entry has variance ``2 / fan_in`` and there are ``fan_in · units`` of them (Dense:
+    ``fan_in`` = inputs; ConvND: receptive field × input channels; ``units`` = ``shape[-1]``).
+    """
+    return math.sqrt(2.0 * shape[-1])
+
+
+def select(model, method: LearnedMethod, report: InitReport):
+    """``(variables, norms, tuned)``: the trainable variables, their norms (float64) and the
+    indices of those the method tunes (nonzero norm); zero-norm tensors are noted in the report.
+
+    Raises:
+        ValueError: no tensor to tune.
+    """
+    variables = list(model.trainable_variables)
+    norms = [float(np.linalg.norm(np.asarray(v.numpy(), np.float64))) for v in variables]
+    skipped_zero = [v.path for v, n in zip(variables, norms) if method.tunes(v) and n == 0.0]
+    tuned = [i for i, (v, n) in enumerate(zip(variables, norms)) if method.tunes(v) and n > 0.0]
+    if not tuned:
+        raise ValueError(
+            f"The model has no tensor for {method.name} to tune: it needs "
+            f"{method.tunes_description} and a nonzero norm. Trainable variables: "
+            f"{[v.path for v in variables]}"
+        )
+    if skipped_zero:
+        names = ", ".join(skipped_zero[:3]) + (", ..." if len(skipped_zero) > 3 else "")
+        report.notes.append(f"skipped {len(skipped_zero)} tensor(s) of zero norm: {names}")
+    return variables, norms, tuned
+
+
+# -- the pieces of a step every backend's runner shares (keras.ops: traced by tf.function or jax.jit)
+def scaled(weights, tuned, scales) -> list:
+    """The weights with tensor ``tuned[j]`` multiplied by ``scales[j]`` (``θ = s · W⁰``)."""
+    params = list(weights)
+    for j, i in enumerate(tuned):
+        params[i] = ops.cast(scales[j], params[i].dtype) * params[i]
+    return params
+
+
+def all_finite(batches):
+    """Whether every floating tensor of the batches is finite (a bool tensor)."""
+    floats = [t for t in keras.tree.flatten(batches)
+              if "float" in keras.backend.standardize_dtype(t.dtype)]
+    return ops.all(ops.stack([ops.all(ops.isfinite(t)) for t in floats])) if floats \
+        else ops.convert_to_tensor(True)
+
+
+def guarded_update(transform, value, grads, state, scales, base_norms, constraint, batch_ok):
+    """``(ok, new_scales, new_state)``: the method's scale update and whether it may be written
+    (a finite batch, objective, gradient and result)."""
+    new_s, new_state = transform.update(grads, state, scales, base_norms, constraint)
+    ok = (batch_ok & ops.isfinite(value) & ops.all(ops.isfinite(grads))
+          & ops.all(ops.isfinite(new_s)))
+    return ok, new_s, new_state
+
+
+def write_scales(variables, tuned, scales: np.ndarray) -> None:
+    """Multiply each tuned variable by its scale, in place (the end of a run)."""
+    for j, i in enumerate(tuned):
+        v = variables[i]
+        v.assign(ops.cast(float(scales[j]), v.dtype) * v.value)
+
+
+class Run:
+    """What every backend's run holds, made once: the tuned tensors (:func:`select`), their
+    norms, the method's scale update, and the write-back.
+
+    A backend's subclass adds ``scales`` (the current scales, read by ``.numpy()``), the update's
+    state and the compiled step; :func:`drive` reads ``scales``, ``traces`` (counted by the step
+    at trace time), :meth:`write_back` and the tensor table's fields (``variables``, ``norms``,
+    ``tuned``).
+
+    Args:
+        model: the model.
+        method: the learned method.
+        loss_fn: the per-example loss (:func:`~keras_metainit.model_fn.make_loss_fn`).
+        report: the report being filled (zero-norm tensors are noted in it).
+        size: examples per batch of the step (the whole, global batch).
+    """
+
+    def __init__(self, model, method: LearnedMethod, loss_fn, report: InitReport, size: int):
+        self.method, self.loss_fn, self.size = method, loss_fn, size
+        self.variables, self.norms, self.tuned = select(model, method, report)
+        self.base_norms = ops.convert_to_tensor([self.norms[i] for i in self.tuned], "float32")
+        self.transform = method.transform()
+        self.traces = 0
+
+    def weights(self) -> list:
+        """The trainable weights' current values, in ``model.trainable_variables`` order."""
+        return [v.value for v in self.variables]
+
+    def write_back(self, scales: np.ndarray) -> None:
+        write_scales(self.variables, self.tuned, scales)
+
+
+def start(model, method: LearnedMethod, dataset, loss_spec):
+    """``(loss_fn, steps_ds, size)``: the per-example loss in the method's mode, the
+    ``tf.data`` stream of the method's steps (:func:`~keras_metainit.data.step_dataset`) and the
+    examples per batch of a step."""
+    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
+    steps_ds = data_lib.step_dataset(dataset, method)
+    size = int(keras.tree.flatten(steps_ds.element_spec)[0].shape[0])
+    return loss_fn, steps_ds, size
+
+
+def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started):
+    """The run's loop, on every backend: steps, the best-scales guard, the write-back, the
+    report. ``run`` holds ``scales`` (``.numpy()``), ``write_back``, ``traces`` and the tensor
+    table's fields; ``step_fn(batches)`` returns the step's metrics with ``ok``, ``batch_ok``
+    and ``constraint``; ``eval_fn(batches)`` returns ``(value, constraint, metrics, batch_ok)``.
+    """
+    probe = next(it)  # the fixed batch every candidate is scored on
+    first = time.perf_counter()
+    guard = _BestScales(eval_fn, probe, run.scales, steps)
+    report.before = guard.before
+    report.history = {n: [] for n in method.metric_names}
+    progress = Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
+                        method.metric_names)
+    interrupted = bad_data = False
+    step_times: List[float] = []
+    try:
+        batches = probe
+        for t in range(steps):
+            t0 = time.perf_counter()
+            out = {n: np.asarray(v) for n, v in step_fn(batches).items()}
+            step_times.append(time.perf_counter() - t0)
+            if t == 0:
+                report.trace_time = time.perf_counter() - first
+            if not out["batch_ok"]:
+                bad_data = True
+                raise data_lib.DataError(
+                    f"A batch of `data` contains NaN or Inf (step {t}); the model is unchanged."
+                )
+            if not out["ok"]:
+                report.stopped_early = (f"non-finite objective, gradient or scale at step {t}; "
+                                        "kept the best scales before it")
+                warnings.warn(f"{type(method).__name__}: {report.stopped_early}.", RuntimeWarning,
+                              stacklevel=3)
+                break
+            for n in method.metric_names:
+                report.history[n].append(float(out[n]))
+            report.constraint_steps += int(out["constraint"])
+            report.steps_run = t + 1
+            guard.after_step(t + 1)
+            progress.update(t + 1, {n: float(out[n]) for n in method.metric_names})
+            batches = next(it)
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        if not bad_data and guard.improved:
+            run.write_back(guard.scales)
+        report.traces = run.traces
+        # the first step includes tracing and compilation
+        report.step_time = float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan")
+        report.after = guard.metrics
+        report.kept_start = not guard.improved
+        if interrupted:
+            report.notes.append("interrupted: the best scales so far were written back"
+                                if guard.improved else "interrupted: the model is unchanged")
+        if report.kept_start and report.steps_run and not bad_data:
+            report.notes.append(guard.kept_start_note(method.metric_names[0]))
+        _tensor_table(run, guard.scales, report)
+    report.wall_time = time.perf_counter() - started
+    progress.done(report)
+    return report
+
+
+class _BestScales:
+    """The run's guard: the best scales it reached, scored by the method's own objective on one
+    fixed probe batch, and never worse than the start.
+
+    A candidate is scored by ``(constraint, value)``: a point that violates the method's
+    gradient-norm bound ranks below any point that satisfies it; then the smaller objective wins
+    (for MetaInit the gradient quotient). A non-finite value never wins. The scales are scored at
+    the start, every ``steps // 20`` steps and after the last step; the run writes the best, so a
+    method whose steps make its objective worse leaves the model as it was.
+    """
+
+    CHECKS = 20
+
+    def __init__(self, eval_fn, probe, scales, steps: int):
+        self.eval_fn, self.probe, self.variable = eval_fn, probe, scales
+        self.every = max(1, steps // self.CHECKS)
+        self.steps = steps
+        score, metrics, batch_ok = self._score()
+        if not batch_ok:
+            raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
+        self.start_score = self.best = score
+        self.before = self.metrics = metrics
+        self.scales = scales.numpy()
+        self.last_metrics = metrics
+        self.improved = False
+
+    def _score(self):
+        value, constraint, metrics, batch_ok = self.eval_fn(self.probe)
+        value = float(value)
+        metrics = {n: float(v) for n, v in metrics.items()}
+        return ((bool(constraint), value if math.isfinite(value) else math.inf), metrics,
+                bool(batch_ok))
+
+    def after_step(self, done: int) -> None:
+        """Score the current scales if a check falls on step ``done``; keep them if best."""
+        if done % self.every and done != self.steps:
+            return
+        score, metrics, _ = self._score()
+        self.last_metrics = metrics
+        if score < self.best:
+            self.best, self.metrics, self.scales = score, metrics, self.variable.numpy()
+            self.improved = True
+
+    def kept_start_note(self, headline: str) -> str:
+        return (f"kept the start: no scales this run reached scored better than the start on the "
+                f"probe batch ({headline} {self.before.get(headline, float('nan')):.4g} at the "
+                f"start, {self.last_metrics.get(headline, float('nan')):.4g} at the last check); "
+                "the model is unchanged")
+
+
+def _tensor_table(run: Run, scales: np.ndarray, report: InitReport) -> None:
+    scale_of = {i: float(scales[j]) for j, i in enumerate(run.tuned)}
+    gain_before, gain_after = 1.0, 1.0
+    for i, v in enumerate(run.variables):
+        s = scale_of.get(i, 1.0)
+        report.tensors.append({
+            "name": v.path, "shape": tuple(v.shape), "tuned": i in scale_of,
+            "norm_before": run.norms[i], "norm_after": run.norms[i] * s, "scale": s,
+        })
+        if i in scale_of and len(v.shape) >= 2:
+            he = _he_norm(tuple(v.shape))
+            gain_before *= run.norms[i] / he
+            gain_after *= run.norms[i] * s / he
+    report.end_to_end_gain = {"before": gain_before, "after": gain_after}

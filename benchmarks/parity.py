@@ -98,15 +98,19 @@ def keras_model(kind: str, seed: int = 0):
 
     keras.utils.set_random_seed(seed)
     if kind == "mlp":
-        layers = [keras.Input((196,)), keras.layers.Dense(32, "relu"),
-                  keras.layers.Dense(32, "relu"), keras.layers.Dense(10)]
+        layers = [keras.Input((196,)), keras.layers.Dense(32, "relu", name="dense_1"),
+                  keras.layers.Dense(32, "relu", name="dense_2"),
+                  keras.layers.Dense(10, name="dense_3")]
     else:
         bias = keras.initializers.RandomNormal(0.0, 0.1, seed=seed)
         layers = [keras.Input((14, 14, 1)),
-                  keras.layers.Conv2D(8, 3, activation="relu", bias_initializer=bias),
-                  keras.layers.Conv2D(8, 3, strides=2, activation="relu", bias_initializer=bias),
-                  keras.layers.Flatten(), keras.layers.Dense(10, bias_initializer=bias)]
-    return keras.Sequential(layers)
+                  keras.layers.Conv2D(8, 3, activation="relu", bias_initializer=bias,
+                                      name="conv_1"),
+                  keras.layers.Conv2D(8, 3, strides=2, activation="relu", bias_initializer=bias,
+                                      name="conv_2"),
+                  keras.layers.Flatten(), keras.layers.Dense(10, bias_initializer=bias,
+                                                             name="dense")]
+    return keras.Sequential(layers, name=kind)
 
 
 def torch_model(kind: str, weights: Sequence[np.ndarray], dtype):
@@ -525,11 +529,19 @@ def _at(traj: Trajectory, step: int) -> np.ndarray:
     return np.asarray(traj["scales"][min(step, len(traj["scales"])) - 1], float)
 
 
-def events(method: str, our: Trajectory, ref: Trajectory) -> List[Dict[str, Any]]:
+#: a discrete decision whose margin is below this (|cos(W, ∂GQ/∂W)| for MetaInit's sign, the
+#: gradient norm's relative distance to γ for the constraint test) is a float32 tie
+TIE = 1e-3
+
+
+def events(method: str, our: Trajectory, ref: Trajectory,
+           until: Optional[int] = None) -> List[Dict[str, Any]]:
     """What makes the runs part, each with the step (1-based) it first happens at:
 
     - ``tie``: a discrete decision differs (GradInit's and GradCosine's constraint test, the sign
-      of MetaInit's norm derivative) where its margin is at float32 rounding;
+      of MetaInit's norm derivative) where its margin is below :data:`TIE`; ``decision``: one
+      that differs with a clear margin (not explained: a bug to find). Looked for up to step
+      ``until`` (where the scales part): after it, decisions differ as a consequence;
     - ``moments``: a step of one kind (constraint or objective) after a step of the other kind,
       where RescaleAdam's second moment is shared by the authors and not by us;
     - ``floor``: one of our scales sits on its floor where the reference has a lower one
@@ -537,33 +549,38 @@ def events(method: str, our: Trajectory, ref: Trajectory) -> List[Dict[str, Any]
     """
     found = []
     n = min(len(our["scales"]), len(ref["scales"]))
+    look = min(n, until or n)
     cfg = SETTINGS[method]
+
+    def decision(t, margin, what):
+        kind = "tie" if margin < TIE else "decision"
+        found.append(dict(kind=kind, step=t + 1, detail=f"{what} (margin {margin:.1e})"))
+
     if method == "metainit":
         tuned = our["tuned"]
-        for t in range(n):
+        for t in range(look):
             g = np.sign(np.asarray(our["grads"][t])[tuned])
             c = np.asarray(ref["cosine"][t])
             bad = np.nonzero(g != np.sign(c))[0]
             if len(bad):
-                k = bad[np.argmin(np.abs(c[bad]))]
-                found.append(dict(kind="tie", step=t + 1, detail=(
-                    f"the sign of ∂GQ/∂‖W‖ of tensor {tuned[k]} differs; the reference's "
-                    f"cos(W, ∂GQ/∂W) there is {c[k]:+.1e}")))
+                k = bad[np.argmax(np.abs(c[bad]))]
+                decision(t, float(abs(c[k])), f"at step {t + 1} the sign of ∂GQ/∂‖W‖ of tensor "
+                         f"{tuned[k]} differs; the reference's cos(W, ∂GQ/∂W) is {c[k]:+.1e}")
                 break
     else:
         stat = "gnorm" if method == "gradinit" else "gn"
-        for t in range(n):
+        for t in range(look):
             if our["constraint"][t] != ref["constraint"][t]:
                 g = our["metrics"][t][stat]
-                found.append(dict(kind="tie", step=t + 1, detail=(
-                    f"the constraint test differs: our gradient norm {g:.6g} against γ = "
-                    f"{cfg['gamma']} (margin {abs(g - cfg['gamma']) / cfg['gamma']:.1e})")))
+                decision(t, abs(g - cfg["gamma"]) / cfg["gamma"],
+                         f"at step {t + 1} the constraint test differs: our gradient norm "
+                         f"{g:.6g} against γ = {cfg['gamma']}")
                 break
         flags = ref["constraint"][:n]
         for t in range(1, n):
             if flags[t] != flags[t - 1] and any(f != flags[t] for f in flags[:t]):
                 found.append(dict(kind="moments", step=t + 1, detail=(
-                    f"step {t + 1} is the first {'constraint' if flags[t] else 'objective'} step "
+                    f"Step {t + 1} is the first {'constraint' if flags[t] else 'objective'} step "
                     f"after a step of the other kind (steps 1–{t}: "
                     f"{sum(flags[:t])} constraint, {t - sum(flags[:t])} objective)")))
                 break
@@ -589,14 +606,16 @@ def events(method: str, our: Trajectory, ref: Trajectory) -> List[Dict[str, Any]
 
 
 EXPLAIN = {
-    "tie": ("a tie of a discrete decision: {detail}. The runs agree within {before:.1e} up to "
+    "tie": ("a tie of a discrete decision: {detail}. The runs agree within {before} up to "
             "there and follow different branches after it"),
+    "decision": ("UNEXPLAINED: a discrete decision differs with a clear margin: {detail}. The "
+                 "runs agree within {before} up to there"),
     "moments": ("a bug in ours, RescaleAdam's moments: the authors keep ONE second moment "
                 "(`exp_avg_sq`) for constraint and objective steps and bias-correct it by all "
                 "steps taken (`cons_step + step`); ours (keras_metainit/scale_opt.py, "
                 "`rescale_adam`) keeps a second moment and a step count per kind. {detail}; the "
-                "runs agree within {before:.1e} up to there (docs/parity.md)"),
-    "floor": ("a documented deviation, the floor: {detail}. The runs agree within {before:.1e} "
+                "runs agree within {before} up to there (docs/parity.md)"),
+    "floor": ("a documented deviation, the floor: {detail}. The runs agree within {before} "
               "up to there{floored}"),
 }
 
@@ -617,7 +636,7 @@ def compare(method: str, kind: str, names, our: Trajectory, ref: Trajectory,
     (MetaInit), the check of a floor explanation."""
     n = min(len(our["scales"]), len(ref["scales"]))
     worst, first = _parting(our, ref)
-    found = events(method, our, ref)
+    found = events(method, our, ref, first)
     with_floor = {}
     if floored is not None:
         fw, ff = _parting(our, floored)
@@ -634,14 +653,15 @@ def compare(method: str, kind: str, names, our: Trajectory, ref: Trajectory,
         explanation, kind_ = "within 1 %", "ok"
     elif explained:
         e = explained[0]
-        before = float(worst[:e["step"] - 1].max()) if e["step"] > 1 else 0.0
+        before = _pct(float(worst[:e["step"] - 1].max()) if e["step"] > 1 else 0.0)
         explanation = EXPLAIN[e["kind"]].format(detail=e["detail"], before=before, floored=tail)
         kind_ = e["kind"]
     else:
         explanation, kind_ = (f"UNEXPLAINED: the scales part beyond 1 % after step {first} with "
                               "no tie, moment or floor event before it"), "unexplained"
     obj_o, obj_r = np.asarray(our["objective"][:n]), np.asarray(ref["objective"][:n])
-    upto = first or n
+    # up to the first cause: that step's own objective is still taken at equal scales
+    upto = min([first or n] + [e["step"] for e in found])
     tensors = []
     for k, name in enumerate(names):
         row = {"name": name, "tuned": k in our.get("tuned", range(len(names)))}
@@ -659,7 +679,7 @@ def compare(method: str, kind: str, names, our: Trajectory, ref: Trajectory,
         "noise_floor": {str(c): float(rel(_at(ref64, c), _at(ref, c)).max())
                         for c in CHECKPOINTS if c <= n64},
         "first_step_over_1pct": first,
-        "objective_rel_diff_before_parting": float(rel(obj_o[:upto], obj_r[:upto]).max()),
+        "objective_rel_diff_before_events": float(rel(obj_o[:upto], obj_r[:upto]).max()),
         "engine_vs_loop": float(rel(np.asarray(engine[:n]), obj_o).max()),
         "constraint_steps": {"ours": int(sum(our["constraint"][:n])),
                              "reference": int(sum(ref["constraint"][:n]))},
@@ -678,7 +698,8 @@ def _pct(x: Optional[float]) -> str:
 
 
 VERDICT = {"ok": "within 1 %", "tie": "sign tie", "moments": "bug (ours)",
-           "floor": "documented (floor)", "unexplained": "**UNEXPLAINED**"}
+           "floor": "documented (floor)", "unexplained": "**UNEXPLAINED**",
+           "decision": "**UNEXPLAINED**"}
 
 
 def render_markdown(results: Dict[str, Any]) -> str:
@@ -692,8 +713,8 @@ def render_markdown(results: Dict[str, Any]) -> str:
         f"`{results['command']}`.",
         "",
         "| method | model | reference | max rel. diff @20 | @100 | noise floor @20 / @100 | "
-        "first step > 1 % | objective rel. diff until then | engine = loop | constraint steps "
-        "ours / ref. | verdict |",
+        "first step > 1 % | objective rel. diff before it and any event | engine = loop | "
+        "constraint steps ours / ref. | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for c in results["cases"]:
@@ -701,7 +722,7 @@ def render_markdown(results: Dict[str, Any]) -> str:
         lines.append(
             f"| {c['method']} | {c['model']} | {c['reference']} | {_pct(m.get('20'))} | "
             f"{_pct(m.get('100'))} | {_pct(nf.get('20'))} / {_pct(nf.get('100'))} | "
-            f"{c['first_step_over_1pct'] or '–'} | {c['objective_rel_diff_before_parting']:.1e} | "
+            f"{c['first_step_over_1pct'] or '–'} | {c['objective_rel_diff_before_events']:.1e} | "
             f"{c['engine_vs_loop']:.1e} | {c['constraint_steps']['ours']} / "
             f"{c['constraint_steps']['reference']} | {VERDICT[c['verdict']]} |")
     lines += ["", "Why, case by case:", ""]

@@ -73,6 +73,7 @@ def main():
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--quick", action="store_true",
                    help="smoke run: mlp4x32, 5 steps, 1 repeat, 1,024 images, 1 and 2 epochs")
+    record.add_argument(p, "init_cost")
     args = p.parse_args()
     epochs = (1, 2) if args.quick else (2, 10)
     if args.quick:

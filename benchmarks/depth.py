@@ -11,8 +11,11 @@ batch 64, on the bundled Fashion-MNIST subset; test accuracy on its 2,000 test i
 
 Usage: python benchmarks/depth.py [--depths 10 50 100 200] [--width 128] [--seeds 3]
        [--seeds-deepest N] [--inits wninit glorot_uniform he_normal orthogonal] [--epochs 1]
-       [--lr 3e-4] [--warmup 50] [--batch 64] [--subset small] [--plot PATH] [--quick]
-Prints progress lines and a markdown table (depth × init); writes a PNG when matplotlib is there.
+       [--lr 3e-4] [--warmup 50] [--batch 64] [--subset small] [--plot PATH] [--json PATH]
+       [--quick]
+Prints progress lines and a markdown table (depth × init, ``render.py``'s); writes every run to
+``benchmarks/results/depth.json`` (``--json``; a ``--quick`` run only when given) and a PNG when
+matplotlib is there.
 """
 import argparse
 import collections
@@ -23,6 +26,8 @@ import numpy as np
 
 import common
 import keras_metainit
+import record
+import render
 from keras_metainit.layers import WNDense
 
 INITS = ("wninit", "glorot_uniform", "he_normal", "orthogonal")
@@ -96,6 +101,7 @@ def main():
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--subset", default="small")
     p.add_argument("--plot", default=None, help="PNG path (default depth.png; none in --quick)")
+    record.add_argument(p, "depth")
     p.add_argument("--quick", action="store_true",
                    help="tiny smoke run: depths 2 and 6, width 16, 1 seed, 512 training images")
     args = p.parse_args()
@@ -107,6 +113,7 @@ def main():
           f"width {args.width}; {args.epochs} epoch(s) Adam {args.lr:g} with quadratic warmup "
           f"({args.warmup} steps), batch {args.batch}", flush=True)
     results = collections.defaultdict(list)
+    runs = []
     t_all = time.perf_counter()
     deepest = max(args.depths)
     for depth in args.depths:
@@ -119,15 +126,17 @@ def main():
                 build_s = time.perf_counter() - t
                 acc, train_s = train_eval(model, train, test, args)
                 results[(depth, init)].append(acc)
+                runs.append({"depth": depth, "seed": seed, "init": init, "test_acc": acc,
+                             "train_s": train_s})
                 print(f"  depth {depth} seed {seed} {init}: acc {acc:.3f} build {build_s:.1f}s "
                       f"train {train_s:.1f}s [{time.perf_counter() - t_all:.0f}s]", flush=True)
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s\n")
-    print("| depth | seeds | " + " | ".join(LABELS[i] for i in args.inits) + " |")
-    print("|---|---|" + "---|" * len(args.inits))
-    for depth in args.depths:
-        n = len(results[(depth, args.inits[0])])
-        print(f"| {depth} | {n} | "
-              + " | ".join(common.mean_std(results[(depth, i)]) for i in args.inits) + " |")
+    config = {"subset": subset, "width": args.width, "epochs": args.epochs, "lr": args.lr,
+              "warmup": args.warmup, "batch": args.batch}
+    payload = record.write(record.path_for(args, "depth", smoke=args.quick), {
+        "config": config, "depths": args.depths, "inits": args.inits, "labels": LABELS,
+        "runs": runs})
+    print(render.render_depth(payload))
     path = args.plot or (None if args.quick else "depth.png")
     if path:
         plot(results, args.depths, args.inits, path,

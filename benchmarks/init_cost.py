@@ -12,8 +12,9 @@ its size: the learned methods draw batches of 128, the layer-wise ones at most 4
 the training runs are timed on each data set.
 
 Usage: python benchmarks/init_cost.py [--arch mlp20x128] [--subsets small full] [--repeats 2]
-       [--methods ...] [--quick]
-Prints progress lines and a markdown table (medians over the repeats).
+       [--methods ...] [--json PATH] [--quick]
+Prints progress lines and a markdown table (medians over the repeats; ``render.py``'s); writes
+``benchmarks/results/init_cost.json`` (``--json``; a ``--quick`` run only when given).
 """
 import argparse
 import time
@@ -22,6 +23,8 @@ import numpy as np
 
 import common
 import keras_metainit  # noqa: F401  (adds keras.Model.meta_initialize)
+import record
+import render
 
 METHODS = {
     "metainit": ("MetaInit (random data, 200 steps)", None, dict(steps=200)),
@@ -70,6 +73,7 @@ def main():
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--quick", action="store_true",
                    help="smoke run: mlp4x32, 5 steps, 1 repeat, 1,024 images, 1 and 2 epochs")
+    record.add_argument(p, "init_cost")
     args = p.parse_args()
     epochs = (1, 2) if args.quick else (2, 10)
     if args.quick:
@@ -103,22 +107,18 @@ def main():
                  for r in range(args.repeats)]
         init_s = float(np.median([t for t, _ in times]))
         wall = float(np.median([w for _, w in times]))
-        rows.append((method, init_s, wall))
+        rows.append({"method": method, "label": METHODS[method][0], "init_s": init_s,
+                     "wall_time_s": None if np.isnan(wall) else wall})
         print(f"  {method}: {init_s:.2f} s (report.wall_time {wall:.2f} s) "
               f"[{time.perf_counter() - t_all:.0f}s]", flush=True)
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s\n")
-    print(f"{args.arch}, ×0.1 bad start; median of {args.repeats} run(s). Training time "
-          "(fit + evaluate): " + "; ".join(
-              f"{sub} ({sizes[sub]} images) {ep} epochs {train_s[(sub, ep)]:.1f} s"
-              for sub in sizes for ep in epochs) + "\n")
-    cols = [(sub, ep) for sub in sizes for ep in epochs]
-    print("| method | init s | report.wall_time s | "
-          + " | ".join(f"share of {ep}-epoch run ({sub})" for sub, ep in cols) + " |")
-    print("|---|---|---|" + "---|" * len(cols))
-    for method, init_s, wall in rows:
-        w = "-" if np.isnan(wall) else f"{wall:.1f}"
-        print(f"| {METHODS[method][0]} | {init_s:.1f} | {w} | "
-              + " | ".join(f"{100 * init_s / train_s[c]:.0f} %" for c in cols) + " |")
+    print(f"{args.arch}, ×0.1 bad start; median of {args.repeats} run(s)")
+    train = [{"subset": sub, "images": sizes[sub], "epochs": ep, "s": train_s[(sub, ep)]}
+             for sub in sizes for ep in epochs]
+    payload = record.write(record.path_for(args, "init_cost", smoke=args.quick), {
+        "arch": args.arch, "repeats": args.repeats, "train_s": train, "rows": rows})
+    print(render.render_init_cost(payload))
+
 
 if __name__ == "__main__":
     main()

@@ -11,8 +11,8 @@ the peak of TensorFlow's own allocator during ``meta_initialize`` (the children 
 seconds per step.
 
 Usage: python benchmarks/memory.py [--depth 12] [--width 512] [--batch 4096]
-       [--micro 1 2 4 8] [--steps 2]
-Prints a markdown table.
+       [--micro 1 2 4 8] [--steps 2] [--json PATH]
+Writes ``benchmarks/results/memory.json`` (``--json``) and prints its table (``render.py``'s).
 """
 import argparse
 import json
@@ -21,6 +21,9 @@ import resource
 import subprocess
 import sys
 import time
+
+import record
+import render
 
 
 def child(args):
@@ -62,6 +65,7 @@ def main():
     p.add_argument("--micro", type=int, nargs="+", default=[1, 2, 4, 8])
     p.add_argument("--steps", type=int, default=2)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    record.add_argument(p, "memory")
     args = p.parse_args()
     if args.child:
         child(args)
@@ -77,13 +81,9 @@ def main():
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"  micro-batches {micro}: {rows[-1]}", flush=True)
-    print("\n| micro-batches | examples per part | peak RSS (MB) | RSS above the model (MB) "
-          "| TensorFlow allocator peak (MB) | s per step | GQ after |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(f"| {r['micro']} | {args.batch // r['micro']} | {r['peak_mb']:.0f} "
-              f"| {r['peak_mb'] - r['base_mb']:.0f} | {r['tf_peak_mb']:.0f} | {r['step_s']:.2f} "
-              f"| {r['gq_after']:.6g} |")
+    config = {"depth": args.depth, "width": args.width, "batch": args.batch, "steps": args.steps}
+    payload = record.write(record.path_for(args, "memory"), {"config": config, "rows": rows})
+    print(render.render_memory(payload))
 
 
 if __name__ == "__main__":

@@ -22,17 +22,20 @@ Methods (``--methods``; baselines have no bad start, the others repair each bad 
 Usage: python benchmarks/recovery.py [--seeds 3] [--archs mlp20x128 cnn8x16]
        [--starts 0.1 3.0] [--methods ...] [--subset auto|small|full] [--epochs 2]
        [--plot PATH] [--json PATH] [--quick]
-Prints progress lines and a markdown table; writes a PNG figure when matplotlib is installed.
+Prints progress lines and a markdown table (``render.py``'s); writes every run to
+``benchmarks/results/recovery.json`` (``--json``; a ``--quick`` run only when given) and a PNG
+figure when matplotlib is installed.
 """
 import argparse
 import collections
-import json
 import time
 
 import numpy as np
 
 import common
 import keras_metainit  # noqa: F401  (adds keras.Model.meta_initialize)
+import record
+import render
 
 BASELINES = ("keras_default", "he")
 FIXES = ("none", "metainit", "gradinit", "gradinit_default", "gradcosine", "gradcosine_default",
@@ -155,7 +158,7 @@ def main():
     p.add_argument("--subset", default="auto", help="auto (full set when installed) | small | full")
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--plot", default=None, help="PNG path (default recovery.png; none in --quick)")
-    p.add_argument("--json", default=None, help="also write every run to this JSON file")
+    record.add_argument(p, "recovery")
     p.add_argument("--quick", action="store_true",
                    help="tiny smoke run: mlp4x32 and cnn3x8, 1 seed, 1,024 training images, "
                         "1 epoch, few init steps")
@@ -200,16 +203,11 @@ def main():
                       f"[{time.perf_counter() - t_all:.0f}s]", flush=True)
 
     print(f"\ntotal {time.perf_counter() - t_all:.0f} s\n")
-    print("| arch | start | method | test acc (mean ± std) | init s |")
-    print("|---|---|---|---|---|")
-    for (arch, start, method), r in rows.items():
-        start_s = "-" if start == "-" else f"×{start:g} He"
-        init = "-" if start == "-" or method == "none" else f"{np.nanmean(r['init_s']):.1f}"
-        acc = common.mean_std(r["acc"]) if np.isfinite(r["acc"]).all() else "error"
-        print(f"| {arch} | {start_s} | {LABELS[method]} | {acc} | {init} |")
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(runs, fh, indent=1)
+    config = {"subset": subset, "train_images": len(train[0]), "test_images": len(test[0]),
+              "seeds": args.seeds, "epochs": args.epochs, "starts": args.starts}
+    payload = record.write(record.path_for(args, "recovery", smoke=args.quick),
+                           {"config": config, "labels": LABELS, "runs": runs})
+    print(render.render_recovery(payload))
     path = args.plot or (None if args.quick else "recovery.png")
     if path:
         fixed = {k: v for k, v in rows.items() if k[1] != "-"}

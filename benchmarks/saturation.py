@@ -10,13 +10,20 @@ autodiff derivative of GQ with respect to the first, a middle and the last kerne
 central differences of GQ's own values (step 1e-2). The last column: MetaInit (200 steps, random
 data, seed 0) as the suite runs it now, GQ before -> after on its probe batch.
 
-    python benchmarks/saturation.py          # runs each kernel path in a subprocess
+    python benchmarks/saturation.py [--json PATH]   # each kernel path in a subprocess
+
+Writes ``benchmarks/results/saturation.json`` (``--json``); the table is ``render.py``'s.
 """
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import subprocess
 import sys
+
+import record
+import render
 
 WORKER = "--worker"
 
@@ -49,7 +56,7 @@ def worker() -> None:
     tuned = [i for i, p in enumerate(params0) if len(p.shape) == 2]
     path = "Eigen (oneDNN off)" if os.environ.get("TF_ENABLE_ONEDNN_OPTS") == "0" else "oneDNN"
     report = km.meta_initialize(model_x3(), None, steps=200, seed=0, verbose=0, method="metainit")
-    run = f"{report.before['gq']:.3g} -> {report.after['gq']:.3g}"
+    run = {"before": report.before["gq"], "after": report.after["gq"]}
     for form in ("fused op", "log_softmax"):
         def per_example(params, batch, form=form):
             logits, _ = model.stateless_call(list(params), nt, batch[0], training=False)
@@ -76,21 +83,24 @@ def worker() -> None:
             e = np.zeros(len(tuned), "float32")
             e[j] = 1e-2
             fd.append((float(gq(s0 + e)) - float(gq(s0 - e))) / 2e-2)
-        cells = " ".join(f"{grad[j]:+.2g}" for j in picks)
-        fds = " ".join(f"{d:+.2g}" for d in fd)
-        print(f"| {path} | {form} | {float(value):.3g} | {cells} | {fds} | "
-              f"{run if form == 'log_softmax' else ''} |", flush=True)
+        row = {"path": path, "form": form, "gq": float(value),
+               "autodiff": [float(grad[j]) for j in picks], "differences": fd,
+               "metainit": run if form == "log_softmax" else None}
+        print("ROW " + json.dumps(row), flush=True)
 
 
 def main() -> None:
-    print("| kernel path | cross-entropy | GQ at x3 | dGQ/ds autodiff (first, middle, last) "
-          "| central differences | MetaInit now: GQ before -> after |")
-    print("|---|---|---|---|---|---|")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    record.add_argument(parser, "saturation")
+    args = parser.parse_args()
+    rows = []
     for flag in ("1", "0"):
         env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS=flag, TF_CPP_MIN_LOG_LEVEL="3")
         out = subprocess.run([sys.executable, __file__, WORKER], env=env, capture_output=True,
                              text=True, check=True).stdout
-        print("".join(line + "\n" for line in out.splitlines() if line.startswith("|")), end="")
+        rows += [json.loads(line[4:]) for line in out.splitlines() if line.startswith("ROW ")]
+    print(render.render_saturation(record.write(record.path_for(args, "saturation"),
+                                                {"rows": rows})))
 
 
 if __name__ == "__main__":

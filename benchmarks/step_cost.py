@@ -19,6 +19,7 @@ On the MLP and CNN each method runs in ``--repeats`` fresh processes (3) and the
 ratio is shown, with the range: on a shared VM the ratio of one run moves by tens of percent.
 
 Usage: python benchmarks/step_cost.py [--models mlp cnn resnet] [--methods ...] [--steps 10]
+       [--json PATH]   # default benchmarks/results/step_cost.json; render.py's table
        python benchmarks/step_cost.py --backend jax   # MLP and CNN on JAX beside TensorFlow
                                                       # (benchmarks/step_cost_jax.py)
 """
@@ -28,6 +29,9 @@ import os
 import subprocess
 import sys
 import time
+
+import record
+import render
 
 TARGETS = {
     "mlp": {"metainit": 4.0, "gradinit": 2.0, "gradcosine": 3.5},
@@ -121,6 +125,7 @@ def main():
     p.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow",
                    help="jax: the MLP and CNN on Keras's JAX backend beside TensorFlow, each in "
                         "its own process (benchmarks/step_cost_jax.py)")
+    record.add_argument(p, "step_cost")
     args = p.parse_args()
     if args.backend == "jax":
         import step_cost_jax  # beside this script
@@ -128,35 +133,23 @@ def main():
         return step_cost_jax.main(["--steps", str(args.steps)])
     print(f"{args.steps} timed steps per row; each run a fresh process; MLP and CNN rows: the "
           f"run of median ratio of {args.repeats}")
-    print("| model | step | ms/step | ratio to a training step (its ms) | target | first step s "
-          "| peak memory ratio |")
-    print("|---|---|---|---|---|---|---|")
+    models = {}
     for name in args.models:
         steps = min(args.steps, 4) if name == "resnet" else args.steps
-        train = run_child(name, "train", steps)
-        if "error" in train:
-            print(f"| {LABELS[name]} | training step | error: {train['error']} | | | | |")
+        entry = models[name] = {"label": LABELS[name], "targets": TARGETS[name], "steps": steps,
+                                "train": run_child(name, "train", steps), "methods": {}}
+        print(f"  {LABELS[name]}, training step: {entry['train']}", flush=True)
+        if "error" in entry["train"]:
             continue
-        print(f"| {LABELS[name]} | training step | {train['ms']:.1f} | 1.0 | | | 1.0 "
-              f"({train['peak_mb']:.0f} MB) |", flush=True)
         repeats = 1 if name == "resnet" else args.repeats
         for method in args.methods:
-            runs = [run_child(name, method, steps) for _ in range(repeats)]
-            errors = [r for r in runs if "error" in r]
-            if errors:
-                print(f"| {LABELS[name]} | {method} | error: {errors[0]['error']} | | | | |",
-                      flush=True)
-                continue
-            ratios = [x["ms"] / x["train_ms"] for x in runs]
-            # the run of median ratio (an odd number of runs: one of them)
-            r = runs[sorted(range(len(runs)), key=ratios.__getitem__)[len(runs) // 2]]
-            spread = (f", {min(ratios):.2f}–{max(ratios):.2f} in {len(runs)} runs"
-                      if len(runs) > 1 else "")
-            xla = " (XLA fallback)" if any("XLA" in n for n in r["notes"]) else ""
-            print(f"| {LABELS[name]} | {method}{xla} | {r['ms']:.1f} "
-                  f"| {r['ms'] / r['train_ms']:.2f} ({r['train_ms']:.1f}{spread}) "
-                  f"| ≤ {TARGETS[name][method]:g} | {r['trace_s']:.1f} "
-                  f"| {r['peak_mb'] / train['peak_mb']:.2f} ({r['peak_mb']:.0f} MB) |", flush=True)
+            runs = entry["methods"][method] = []
+            for _ in range(repeats):
+                runs.append(run_child(name, method, steps))
+                print(f"  {LABELS[name]}, {method}: {runs[-1]}", flush=True)
+    payload = record.write(record.path_for(args, "step_cost"),
+                           {"steps": args.steps, "repeats": args.repeats, "models": models})
+    print(render.render_step_cost(payload))
 
 
 if __name__ == "__main__":

@@ -5,13 +5,18 @@ inputs, batch 128) once under ``KERAS_BACKEND=tensorflow`` and once under ``KERA
 each in its own process, and prints milliseconds per step and the ratio to a Keras training step
 on the same backend. A method that cannot run on a backend prints its error.
 
-Usage: python benchmarks/step_cost_jax.py [--steps 30] [--batch 128]
+Usage: python benchmarks/step_cost_jax.py [--steps 30] [--batch 128] [--json PATH]
+Writes ``benchmarks/results/step_cost_jax.json`` (``--json``) and prints its table
+(``render.py``'s).
 """
 import argparse
 import json
 import os
 import subprocess
 import sys
+
+import record
+import render
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("tensorflow", "jax")
@@ -45,6 +50,7 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=30)
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    record.add_argument(p, "step_cost_jax")
     args = p.parse_args(argv)
     if args.child:
         return child(args.steps, args.batch)
@@ -60,16 +66,10 @@ def main(argv=None):
         results[backend] = json.loads(line[-1][len("RESULT "):])
     print(f"batch {args.batch}; {args.steps} timed steps per row; ratio = ms / the same "
           "backend's training step")
-    print("| model | step | TF ms | TF ratio | JAX ms | JAX ratio |")
-    print("|---|---|---|---|---|---|")
-    for name in MODELS:
-        for step in ("training step",) + METHODS:
-            cells = []
-            for backend in BACKENDS:
-                ms, train = results[backend][name][step], results[backend][name]["training step"]
-                cells += ([f"{ms:.1f}", f"{ms / train:.2f}"] if isinstance(ms, float)
-                          else [ms, "-"])
-            print(f"| {name} | {step} | " + " | ".join(cells) + " |")
+    payload = record.write(record.path_for(args, "step_cost_jax"), {
+        "steps": args.steps, "batch": args.batch, "models": list(MODELS),
+        "methods": list(METHODS), "backends": results})
+    print(render.render_step_cost_jax(payload))
 
 
 if __name__ == "__main__":

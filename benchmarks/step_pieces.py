@@ -19,7 +19,9 @@ shared machine falls on every piece alike. Pieces:
 - ``GQ value`` and ``GQ + scale gradient``: MetaInit's objective (g and Hg), and with its third-order
   scale gradient.
 
-Usage: python benchmarks/step_pieces.py [--model mlp|cnn] [--rounds 8]
+Usage: python benchmarks/step_pieces.py [--model mlp|cnn] [--rounds 8] [--json PATH]
+Writes ``benchmarks/results/step_pieces_<model>.json`` (``--json``) and prints its table
+(``render.py``'s).
 """
 import argparse
 import os
@@ -31,6 +33,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import common  # noqa: E402
 import numpy as np  # noqa: E402
+import record  # noqa: E402
+import render  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_metainit import methods, objectives  # noqa: E402
@@ -114,6 +118,7 @@ def main():
     p.add_argument("--model", choices=list(MODELS), default="mlp")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--calls", type=int, default=10, help="calls per piece per round")
+    record.add_argument(p, "step_pieces_<model>")
     args = p.parse_args()
     (x, y), _, _ = common.fashion_mnist("small")
     x, y = tf.constant(x[:128]), tf.constant(y[:128])
@@ -128,13 +133,10 @@ def main():
                 out = fn()
             np.asarray(tf.nest.flatten(out)[0])  # wait for the result
             times[name].append((time.perf_counter() - t) / args.calls * 1e3)
-    base = float(np.median(times["training step"]))
     print(f"{args.model}, batch 128: median ms over {args.rounds} interleaved rounds")
-    print("| piece | ms | × training step |")
-    print("|---|---|---|")
-    for name, ts in times.items():
-        ms = float(np.median(ts))
-        print(f"| {name} | {ms:.1f} | {ms / base:.2f} |")
+    payload = record.write(record.path_for(args, f"step_pieces_{args.model}"), {
+        "model": args.model, "rounds": args.rounds, "calls": args.calls, "times_ms": times})
+    print(render.render_step_pieces(payload))
 
 
 if __name__ == "__main__":

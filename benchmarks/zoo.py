@@ -9,7 +9,11 @@ subclassed model, a two-input / two-output model, Rescaling + Normalization.
 
     python benchmarks/zoo.py --quick                       # the small models only (minutes)
     python benchmarks/zoo.py                               # everything (long on a CPU)
-    python benchmarks/zoo.py --models vgg16,lstm --methods metainit --steps 5 --batch 32
+    python benchmarks/zoo.py --models vgg16,lstm --methods metainit --steps 5 --batch 32 \
+        --json /tmp/zoo.json
+
+Writes ``benchmarks/results/zoo.json`` (``--quick``: ``zoo_small.json``; ``--json PATH`` for
+another file, e.g. for a run of a few models) and prints the tables (``render.py``'s).
 
 Objective: MetaInit ``gq``; GradInit ``lookahead``; GradCosine ``gc`` (and ``gn``); LSUV and
 Sylvester: the layers set, of those in the report. "trace s" is ``report.trace_time``: the start's
@@ -35,6 +39,8 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_metainit as km  # noqa: E402
+import record  # noqa: E402
+import render  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -182,6 +188,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--quick", action="store_true", help="only the small models")
+    record.add_argument(parser, "zoo")
     args = parser.parse_args(argv)
     names = args.models.split(",") if args.models else list(SMALL.MODELS if args.quick else MODELS)
     unknown = [n for n in names if n not in MODELS]
@@ -196,6 +203,10 @@ def main(argv=None):
             row = run_one(name, method, args.steps, args.batch)
             rows.append(row)
             print(fmt(row), flush=True)
+    payload = record.write(record.path_for(args, "zoo_small" if args.quick else "zoo"),
+                           {"steps": args.steps, "batch": args.batch, "rows": rows})
+    for kind in ("learned", "layerwise"):
+        print("\n" + render.render_zoo(payload, kind=kind))
     return rows
 
 

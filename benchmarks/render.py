@@ -1,0 +1,572 @@
+"""Render the tables of README.md and docs/ from the benchmarks' results files; ``--check`` them.
+
+Every table of measured figures in ``README.md`` and ``docs/**/*.md`` sits in a marked region::
+
+    <!-- render: SOURCE [TABLE] [key=value ...] -->
+    (generated Markdown: never edit by hand)
+    <!-- /render -->
+
+(the content starts on the line after the opening marker and ends on the line before the
+closing one, with no blank lines: the form ``benchmarks/parity.py --render-docs`` writes too).
+
+``SOURCE`` is a results file: a bare name means ``benchmarks/results/SOURCE.json``; a path (it
+contains ``/``) is relative to the repository root, e.g. ``docs/img/demo/demo.json``. ``TABLE``
+names the renderer (default: the file's name without ``.json``); ``key=value`` pairs go to it as
+keyword strings. ``<!-- render:parity -->`` is ``benchmarks/results/parity.json`` rendered by
+``render_parity``.
+
+    python benchmarks/render.py            # rewrite every region from its results file
+    python benchmarks/render.py --check    # exit 1 and print a diff if a committed region
+                                           # differs from its render (CI, tests/test_render.py)
+
+A region whose results file is not in the repository renders a placeholder that names the command
+writing it (:data:`PRODUCERS`, else ``python benchmarks/<name>.py``), so no figure stands in the
+docs without its file. A sentence of prose should not repeat a rendered figure: link to the table.
+
+Adding a table: make the benchmark write its measurements with ``record.write`` (``--json PATH``,
+default ``benchmarks/results/<name>.json``), then write
+
+    def render_<name>(results: dict, **options: str) -> str:   # Markdown, no trailing newline
+
+and register it in :data:`RENDERERS`. The benchmark prints the same table by calling its renderer
+(``import render`` beside it), so each table's format is written once. ``meta`` (added by
+``record.write``) is rendered as the provenance line under a table by :func:`provenance`.
+
+Why here and not in ``scripts/``: the renderers are the output code of the benchmarks (each
+script prints its table through its renderer), and they live next to the scripts and the results
+files whose format they read. Standard library only (no TensorFlow): ``--check`` takes well under
+a second.
+"""
+from __future__ import annotations
+
+import argparse
+import difflib
+import importlib.util
+import json
+import math
+import re
+import statistics
+import sys
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = "benchmarks/results"
+DEMO = "docs/img/demo/demo.json"
+
+#: The command that writes a results file, where it is not ``python benchmarks/<name>.py``.
+PRODUCERS: Dict[str, str] = {
+    DEMO: "keras-metainit demo --out docs/img/demo",
+    f"{RESULTS}/claims.json": "python benchmarks/claims.py --json benchmarks/results/claims.json",
+    f"{RESULTS}/metainit_eps.json":
+        "python benchmarks/metainit_eps.py --archs cnn8x16 mlp12x128 mlp20x64",
+    f"{RESULTS}/recovery.json":
+        "python benchmarks/recovery.py --subset small --plot docs/img/recovery.png",
+    f"{RESULTS}/recovery_full_mlp.json": (
+        "python benchmarks/recovery.py --archs mlp20x128 --subset full "
+        "--plot docs/img/recovery_full_mlp.png --json benchmarks/results/recovery_full_mlp.json"),
+    f"{RESULTS}/depth.json":
+        "python benchmarks/depth.py --lr 3e-4 --seeds-deepest 2 --plot docs/img/depth.png",
+    f"{RESULTS}/zoo_small.json": "python benchmarks/zoo.py --quick",
+    f"{RESULTS}/step_pieces_mlp.json": "python benchmarks/step_pieces.py --model mlp",
+    f"{RESULTS}/step_pieces_cnn.json": "python benchmarks/step_pieces.py --model cnn",
+    f"{RESULTS}/step_cost_jax.json": "python benchmarks/step_cost_jax.py --steps 15",
+}
+
+_BEGIN = re.compile(r"<!--\s*render:\s*(?P<args>.*?)\s*-->")
+_END = re.compile(r"<!--\s*/render\s*-->")
+
+
+class RenderError(Exception):
+    """A region that cannot be rendered: bad marker, unknown table, a renderer that failed."""
+
+
+# ---------------------------------------------------------------------------------------------
+# formatting helpers shared by the renderers
+
+
+def table(head: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    """A Markdown table."""
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± sample std`` to 3 decimals (one value: ``± 0``); ``error`` if a value is NaN."""
+    values = [float(v) for v in values]
+    if not values or any(math.isnan(v) for v in values):
+        return "error"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {std:.3f}"
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _num(value: Any, spec: str, missing: str = "-") -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return missing
+    return format(value, spec)
+
+
+def provenance(results: Dict[str, Any]) -> str:
+    """The line under a table: the command, date, commit, machine, versions, wall time, load."""
+    meta = results.get("meta")
+    if not meta:
+        return ""
+    versions = ", ".join(f"{name} {v}" for name, v in meta.get("versions", {}).items()
+                         if name in ("tensorflow", "keras", "jax"))
+    load = meta.get("load_average") or []
+    parts = [f"`{meta['command']}`", meta["date"]]
+    if meta.get("commit"):
+        parts.append(f"at {meta['commit']}")
+    parts += [meta["machine"], versions, f"{meta['wall_s']:.0f} s"]
+    if len(load) == 3:
+        parts.append(f"load average {load[0]:g} / {load[1]:g} / {load[2]:g} (1 / 5 / 15 min) at "
+                     "the end")
+    return "*" + "; ".join(p for p in parts if p) + ".*"
+
+
+def with_provenance(body: str, results: Dict[str, Any]) -> str:
+    line = provenance(results)
+    return f"{body}\n\n{line}" if line else body
+
+
+# ---------------------------------------------------------------------------------------------
+# renderers: one per table kind; each takes the loaded results file and returns Markdown
+
+
+def render_demo(results: Dict[str, Any], scene: str = "default") -> str:
+    """One scene of ``keras-metainit demo``'s ``demo.json``: every contender's row, He first in
+    the bad-start scene, and each fixed contender's test accuracy minus He's."""
+    rows = results["results"]
+    part = [r for r in rows if r.get("scene", "default") == scene]
+    if not part:
+        raise RenderError(f"demo.json has no rows of scene {scene!r}")
+    he = next((r for r in rows if r["init"] == "He"), None)
+    if scene != "default" and he is not None:
+        part = [he] + part
+
+    def gq(r):
+        if r.get("gq_before") is None or r.get("gq_after") is None:
+            return "-"
+        return f"{r['gq_before']:.3g} → {r['gq_after']:.3g}"
+
+    def versus(r):  # the starts themselves (He, Keras's default, the bad start) have none
+        if he is None or r["init"] in ("He", "Keras default") or r["init"].endswith("no fix"):
+            return ""
+        return f"{r['test_acc'] - he['test_acc']:+.3f}"
+
+    return table(
+        ["contender", "init s", "GQ before → after", "train s", "train loss", "test acc",
+         "test acc − He"],
+        [[r["init"], f"{r['init_s']:.1f}", gq(r), f"{r['train_s']:.1f}", f"{r['train_loss']:.3f}",
+          f"{r['test_acc']:.3f}", versus(r)] for r in part])
+
+
+def render_demo_run(results: Dict[str, Any]) -> str:
+    """The settings and the wall time of the demo run in ``demo.json``."""
+    cfg = results["config"]
+    return (f"{cfg['depth']}-layer plain ReLU MLP of width {cfg['width']}; every contender "
+            f"trained for {cfg['epochs']} epochs of SGD {cfg['learning_rate']:g} with momentum "
+            f"{cfg['momentum']:g}, batch {cfg['batch_size']}, seed {cfg['seed']}. Wall time of "
+            f"the whole run: **{results['total_s']:.0f} s**.")
+
+
+def render_demo_methods(results: Dict[str, Any]) -> str:
+    """``demo.json`` by method: test accuracy and init seconds from each start, He as the line."""
+    rows = results["results"]
+    by = {(r.get("scene", "default"), r["init"]): r for r in rows}
+    bad = results["config"].get("bad_scale", 0.1)
+    methods = []
+    for r in rows:
+        name = r["init"].split(" + ", 1)[1] if " + " in r["init"] else None
+        if name and name not in methods:
+            methods.append(name)
+    he = by.get(("default", "He"))
+
+    def cell(scene, method):
+        prefix = "default" if scene == "default" else f"x{bad:g}"
+        r = by.get((scene, f"{prefix} + {method}"))
+        return "-" if r is None else f"{r['test_acc']:.3f} ({r['init_s']:.1f} s)"
+
+    head = ["method", "from Keras's default: test acc (init s)",
+            f"from ×{bad:g} He: test acc (init s)"]
+    body = table(head, [[m, cell("default", m), cell("bad", m)] for m in methods])
+    if he is not None:
+        body += (f"\n\nHe-normal, no method: {he['test_acc']:.3f}; Keras's default, no method: "
+                 f"{by[('default', 'Keras default')]['test_acc']:.3f}.")
+    return body
+
+
+def render_saturation(results: Dict[str, Any]) -> str:
+    """``benchmarks/saturation.py``: GQ and its third-order derivative on both CPU kernel paths."""
+    def signed(values):
+        return " ".join(f"{v:+.2g}" for v in values)
+
+    rows = []
+    for r in results["rows"]:
+        run = r.get("metainit")
+        rows.append([r["path"], r["form"], f"{r['gq']:.3g}", signed(r["autodiff"]),
+                     signed(r["differences"]),
+                     f"{run['before']:.3g} → {run['after']:.3g}" if run else ""])
+    return with_provenance(table(
+        ["kernel path", "cross-entropy", "GQ at x3", "dGQ/ds autodiff (first, middle, last)",
+         "central differences", "MetaInit now: GQ before → after"], rows), results)
+
+
+def render_memory(results: Dict[str, Any]) -> str:
+    """``benchmarks/memory.py``: MetaInit's peak memory against the number of micro-batches."""
+    batch = results["config"]["batch"]
+    rows = [[r["micro"], batch // r["micro"], f"{r['peak_mb']:.0f}",
+             f"{r['peak_mb'] - r['base_mb']:.0f}", f"{r['tf_peak_mb']:.0f}", f"{r['step_s']:.2f}",
+             f"{r['gq_after']:.6g}"] for r in results["rows"]]
+    return with_provenance(table(
+        ["micro-batches", "examples per part", "peak RSS (MB)", "RSS above the model (MB)",
+         "TensorFlow allocator peak (MB)", "s per step", "GQ after"], rows), results)
+
+
+def render_step_pieces(results: Dict[str, Any]) -> str:
+    """``benchmarks/step_pieces.py``: each piece's median ms over rounds, × a training step."""
+    times = results["times_ms"]
+    base = median(times["training step"])
+    rows = [[name, f"{median(ts):.1f}", f"{median(ts) / base:.2f}"] for name, ts in times.items()]
+    return with_provenance(table(["piece", "ms", "× training step"], rows), results)
+
+
+def _median_run(runs: List[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[float]]:
+    """The run of median ratio to its training step (an odd number of runs: one of them)."""
+    ratios = [r["ms"] / r["train_ms"] for r in runs]
+    order = sorted(range(len(runs)), key=ratios.__getitem__)
+    return runs[order[len(runs) // 2]], ratios
+
+
+def render_step_cost(results: Dict[str, Any]) -> str:
+    """``benchmarks/step_cost.py``: ms per step, ratio to a training step, first step, memory."""
+    rows = []
+    for name, entry in results["models"].items():
+        label, train = entry["label"], entry["train"]
+        if "error" in train:
+            rows.append([label, "training step", f"error: {train['error']}", "", "", "", ""])
+            continue
+        rows.append([label, "training step", f"{train['ms']:.1f}", "1.0", "", "",
+                     f"1.0 ({train['peak_mb']:.0f} MB)"])
+        for method, runs in entry["methods"].items():
+            errors = [r for r in runs if "error" in r]
+            if errors:
+                rows.append([label, method, f"error: {errors[0]['error']}", "", "", "", ""])
+                continue
+            r, ratios = _median_run(runs)
+            target = entry["targets"].get(method)
+            spread = (f", {min(ratios):.2f}–{max(ratios):.2f} in {len(runs)} runs"
+                      if len(runs) > 1 else "")
+            xla = " (XLA fallback)" if any("XLA" in n for n in r.get("notes", [])) else ""
+            rows.append([label, method + xla, f"{r['ms']:.1f}",
+                         f"{r['ms'] / r['train_ms']:.2f} ({r['train_ms']:.1f}{spread})",
+                         f"≤ {target:g}" if target else "", f"{r['trace_s']:.1f}",
+                         f"{r['peak_mb'] / train['peak_mb']:.2f} ({r['peak_mb']:.0f} MB)"])
+    return with_provenance(table(
+        ["model", "step", "ms/step", "ratio to a training step (its ms, range)", "target",
+         "first step s", "peak memory ratio"], rows), results)
+
+
+def render_step_cost_jax(results: Dict[str, Any]) -> str:
+    """``benchmarks/step_cost_jax.py``: ms per step on TensorFlow and JAX, ratio to each's step."""
+    backends = results["backends"]
+    rows = []
+    for model in results["models"]:
+        for step in ["training step"] + results["methods"]:
+            cells = []
+            for backend in ("tensorflow", "jax"):
+                rows_of = backends[backend][model]
+                ms, train = rows_of[step], rows_of["training step"]
+                cells += ([f"{ms:.1f}", f"{ms / train:.2f}"] if isinstance(ms, (int, float))
+                          else [str(ms), "-"])
+            rows.append([model, step] + cells)
+    return with_provenance(table(
+        ["model", "step", "TF ms", "TF ratio", "JAX ms", "JAX ratio"], rows), results)
+
+
+def _grouped(runs: Iterable[Dict[str, Any]],
+             key: Callable[[Dict[str, Any]], Tuple]) -> "OrderedDict":
+    """The runs in groups of equal ``key``, in the order each group first appears."""
+    groups: "OrderedDict[Tuple, List[Dict[str, Any]]]" = OrderedDict()
+    for run in runs:
+        groups.setdefault(key(run), []).append(run)
+    return groups
+
+
+def render_recovery(results: Dict[str, Any]) -> str:
+    """``benchmarks/recovery.py``: test accuracy (mean ± sample std over seeds) per arch, start
+    and method, with the repair's seconds."""
+    labels = results["labels"]
+    rows = []
+    groups = _grouped(results["runs"], lambda r: (r["arch"], r["start"], r["method"]))
+    for (arch, start, method), runs in groups.items():
+        start_s = "-" if start is None else f"×{start:g} He"
+        init = ("-" if start is None or method == "none"
+                else f"{statistics.fmean(r['init_s'] for r in runs):.1f}")
+        rows.append([arch, start_s, labels[method], mean_std([r["test_acc"] for r in runs]), init])
+    return with_provenance(table(
+        ["arch", "start", "method", "test acc (mean ± std)", "init s"], rows), results)
+
+
+def render_metainit_eps(results: Dict[str, Any]) -> str:
+    """``benchmarks/metainit_eps.py``: accuracy, GQ ratio, end-to-end gain per arch, start, ε."""
+    rows = []
+    for (arch, start, eps), runs in _grouped(
+            results["runs"], lambda r: (r["arch"], r["start"], r["eps"])).items():
+        ratios = [r["gq_ratio"] for r in runs if r.get("gq_ratio") is not None]
+        gains = [r["gain"] for r in runs if r.get("gain")]
+        gain = ("-" if not gains else
+                f"{math.exp(statistics.fmean(math.log(g) for g in gains)):.3g}")
+        rows.append([arch, start, "-" if eps is None else f"{eps:g}",
+                     mean_std([r["test_acc"] for r in runs]),
+                     f"{statistics.fmean(ratios):.3g}" if ratios else "-", gain])
+    return with_provenance(table(
+        ["arch", "start", "eps", "test acc (mean ± std)", "GQ after/before", "end-to-end gain"],
+        rows), results)
+
+
+def render_depth(results: Dict[str, Any]) -> str:
+    """``benchmarks/depth.py``: test accuracy per depth and kernel initializer in WN MLPs."""
+    inits, labels = results["inits"], results["labels"]
+    groups = _grouped(results["runs"], lambda r: (r["depth"], r["init"]))
+    rows = []
+    for depth in results["depths"]:
+        n = len(groups.get((depth, inits[0]), []))
+        rows.append([depth, n] + [mean_std([r["test_acc"] for r in groups.get((depth, i), [])])
+                                  for i in inits])
+    return with_provenance(table(["depth", "seeds"] + [labels[i] for i in inits], rows), results)
+
+
+def render_init_cost(results: Dict[str, Any]) -> str:
+    """``benchmarks/init_cost.py``: each initialization's seconds and its share of training runs."""
+    train = results["train_s"]
+    head = ["method", "init s", "report.wall_time s"] + [
+        f"share of {t['epochs']}-epoch run ({t['subset']})" for t in train]
+    rows = [[r["label"], f"{r['init_s']:.1f}", _num(r.get("wall_time_s"), ".1f")]
+            + [f"{100 * r['init_s'] / t['s']:.0f} %" for t in train] for r in results["rows"]]
+    training = "; ".join(f"{t['subset']} ({t['images']} images) {t['epochs']} epochs {t['s']:.1f} s"
+                         for t in train)
+    return with_provenance(
+        table(head, rows) + f"\n\nTraining (fit + evaluate, median of {results['repeats']}): "
+        f"{training}.", results)
+
+
+def render_zoo(results: Dict[str, Any], kind: str = "learned") -> str:
+    """``benchmarks/zoo.py``: the learned methods' rows (``kind=learned``) or the layer-wise
+    methods' (``kind=layerwise``)."""
+    learned = kind == "learned"
+    rows = [r for r in results["rows"] if (r["method"] not in ("lsuv", "sylvester")) == learned]
+    if learned:
+        head = ["model", "method", "first step s", "ms/step", "× fit",
+                "objective before → after", "finite / status"]
+        body = [[r["model"], r["method"], _num(r.get("trace s"), ".1f"),
+                 _num(r.get("ms/step"), ".1f"), _num(r.get("x fit"), ".2f"),
+                 r.get("objective", "-").replace(" -> ", " → "),
+                 f"{r.get('finite', '-')} / {r['status']}"] for r in rows]
+    else:
+        head = ["model", "method", "whole run s", "layers set", "finite / status"]
+        body = [[r["model"], r["method"], _num(r.get("trace s"), ".1f"), r.get("objective", "-"),
+                 f"{r.get('finite', '-')} / {r['status']}"] for r in rows]
+    return with_provenance(table(head, body), results)
+
+
+def _sibling(name: str):
+    """The module ``benchmarks/<name>.py``, imported when one of its tables is rendered."""
+    spec = importlib.util.spec_from_file_location(f"_benchmarks_{name}",
+                                                  Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def render_parity(results: Dict[str, Any]) -> str:
+    """``benchmarks/parity.py``'s tables, by its own ``render_markdown`` (NumPy, no PyTorch)."""
+    return _sibling("parity").render_markdown(results)
+
+
+#: Table name → renderer. A renderer takes the loaded results file (and the region's key=value
+#: options as strings) and returns Markdown.
+RENDERERS: Dict[str, Callable[..., str]] = {
+    "demo": render_demo,
+    "demo_run": render_demo_run,
+    "demo_methods": render_demo_methods,
+    "saturation": render_saturation,
+    "memory": render_memory,
+    "step_pieces": render_step_pieces,
+    "step_cost": render_step_cost,
+    "step_cost_jax": render_step_cost_jax,
+    "recovery": render_recovery,
+    "metainit_eps": render_metainit_eps,
+    "depth": render_depth,
+    "init_cost": render_init_cost,
+    "zoo": render_zoo,
+    "parity": render_parity,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# regions
+
+
+@dataclass
+class Region:
+    """One marked region of a file: its marker's arguments and the span of its content."""
+
+    source: str  # results file, relative to the repository root
+    table: str
+    options: Dict[str, str]
+    start: int  # content span in the file's text
+    end: int
+    line: int  # line of the opening marker
+
+
+def source_path(name: str) -> str:
+    """A marker's SOURCE as a path relative to the repository root."""
+    return name if "/" in name else f"{RESULTS}/{name}.json"
+
+
+def producer(source: str) -> Optional[str]:
+    """The command that writes ``source``: :data:`PRODUCERS`, or ``benchmarks/<name>.py``'s."""
+    if source in PRODUCERS:
+        return PRODUCERS[source]
+    path = Path(source)
+    if path.parent.as_posix() == RESULTS and (ROOT / "benchmarks" / f"{path.stem}.py").exists():
+        return f"python benchmarks/{path.stem}.py"
+    return None
+
+
+def find_regions(text: str, where: str = "<text>") -> List[Region]:
+    """The marked regions of ``text``, in order; a marker without its pair is an error."""
+    regions = []
+    pos = 0
+    while True:
+        begin = _BEGIN.search(text, pos)
+        stray = _END.search(text, pos)
+        if begin is None:
+            if stray is not None:
+                raise RenderError(f"{where}:{text.count(chr(10), 0, stray.start()) + 1}: "
+                                  "<!-- /render --> without an opening marker")
+            return regions
+        line = text.count("\n", 0, begin.start()) + 1
+        if stray is not None and stray.start() < begin.start():
+            raise RenderError(f"{where}:{text.count(chr(10), 0, stray.start()) + 1}: "
+                              "<!-- /render --> without an opening marker")
+        end = _END.search(text, begin.end())
+        nested = _BEGIN.search(text, begin.end())
+        if end is None or (nested is not None and nested.start() < end.start()):
+            raise RenderError(f"{where}:{line}: <!-- render: {begin['args']} --> is not closed "
+                              "by <!-- /render --> before the next region")
+        words = begin["args"].split()
+        if not words:
+            raise RenderError(f"{where}:{line}: a render marker names no results file")
+        source = source_path(words[0])
+        positional = [w for w in words[1:] if "=" not in w]
+        options = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+        if len(positional) > 1:
+            raise RenderError(f"{where}:{line}: expected <!-- render: SOURCE [TABLE] "
+                              f"[key=value ...] -->, got {begin['args']!r}")
+        table_name = positional[0] if positional else Path(source).stem
+        regions.append(Region(source, table_name, options, begin.end(), end.start(), line))
+        pos = end.end()
+
+
+def placeholder(region: Region) -> str:
+    """The text of a region whose results file is not in the tree: the command that writes it."""
+    command = producer(region.source)
+    if command is None:
+        raise RenderError(f"no results file {region.source} and no known command writes it "
+                          f"(add it to PRODUCERS in benchmarks/render.py)")
+    return (f"*Not measured in this tree: `{region.source}` is not in the repository. "
+            f"`{command}` writes it; then `python benchmarks/render.py` renders this table.*")
+
+
+def render_region(region: Region, root: Path = ROOT) -> str:
+    """The Markdown of one region (without the blank lines around it).
+
+    A results file not in the tree renders its placeholder (a renderer may be added with the
+    file); a file that is there needs its renderer.
+    """
+    path = root / region.source
+    if not path.exists():
+        return placeholder(region)
+    if region.table not in RENDERERS:
+        raise RenderError(f"no renderer {region.table!r}: add `def render_{region.table}"
+                          f"(results: dict) -> str` to RENDERERS in benchmarks/render.py")
+    results = json.loads(path.read_text())
+    try:
+        return RENDERERS[region.table](results, **region.options).strip("\n")
+    except RenderError:
+        raise
+    except Exception as exc:  # the results file and its renderer disagree
+        raise RenderError(f"render_{region.table} failed on {region.source}: "
+                          f"{type(exc).__name__}: {exc}") from exc
+
+
+def render_text(text: str, root: Path = ROOT, where: str = "<text>") -> str:
+    """``text`` with every region's content replaced by its render."""
+    out, pos = [], 0
+    for region in find_regions(text, where):
+        try:
+            body = render_region(region, root)
+        except RenderError as exc:
+            raise RenderError(f"{where}:{region.line}: {exc}") from None
+        out += [text[pos:region.start], "\n", body, "\n"]
+        pos = region.end
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def doc_files(root: Path = ROOT) -> List[Path]:
+    """README.md and every Markdown file under docs/."""
+    return [root / "README.md"] + sorted((root / "docs").rglob("*.md"))
+
+
+def run(root: Path = ROOT, check: bool = False, out=sys.stdout) -> int:
+    """Render (or, with ``check``, compare) every file; 0 when nothing differs or was rewritten."""
+    stale = []
+    try:
+        rendered = {path: render_text(path.read_text(), root, str(path.relative_to(root)))
+                    for path in doc_files(root)}
+    except RenderError as exc:
+        print(f"error: {exc}", file=out)
+        return 2
+    for path, new in rendered.items():
+        old = path.read_text()
+        if new == old:
+            continue
+        name = str(path.relative_to(root))
+        stale.append(name)
+        if check:
+            out.writelines(difflib.unified_diff(
+                old.splitlines(True), new.splitlines(True), f"{name} (committed)",
+                f"{name} (rendered)"))
+        else:
+            path.write_text(new)
+            print(f"rendered {name}", file=out)
+    if check and stale:
+        print(f"\n{len(stale)} file(s) differ from their render: {', '.join(stale)}. "
+              "Run `python benchmarks/render.py` and commit.", file=out)
+        return 1
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 with a diff if a region differs from its "
+                             "render")
+    parser.add_argument("--root", type=Path, default=ROOT, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return run(args.root.resolve(), args.check)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -146,6 +146,7 @@ def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_s
             return bars[-1]
 
         report.layers = method.run(model, dataset, loss_spec, seed=seed, progress=progress)
+        _check_some_layer_set(method, report.layers)
         report.steps_run = len(report.layers)
         report.wall_time = time.perf_counter() - started
         for bar in bars:
@@ -155,6 +156,18 @@ def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_s
     report.config["steps"] = n_steps
     return learned.run_learned(model, method, dataset, loss_spec, n_steps, verbose, report,
                                strategy, micro_batches, started)
+
+
+def _check_some_layer_set(method: methods_lib.Method, rows: List[dict]) -> None:
+    """Raise where a layer-wise method set no layer (the model is then unchanged)."""
+    if any(str(row.get("status", "")).startswith("set") for row in rows):
+        return
+    reasons = sorted({f"{row['name']}: {row['status']}" for row in rows})
+    raise ValueError(
+        f"The model has nothing for {method.name} to initialize: it sets layers with a kernel "
+        f"(Dense, convolutions, embeddings, attention, recurrent cells) and "
+        + (f"skipped every one: {'; '.join(reasons)}" if reasons else "the model has none")
+        + ". The model is unchanged.")
 
 
 def _chain_report(chain: methods_lib.Chain, stages: List[InitReport], wall_time: float) -> InitReport:

@@ -12,7 +12,8 @@ from keras_metainit import _compat
 from keras_metainit import autodiff as ad
 from keras_metainit import losses
 
-__all__ = ["make_loss_fn", "noise_off", "float32_compute", "all_layers", "lower_precision_policies"]
+__all__ = ["make_loss_fn", "make_forward", "noise_off", "float32_compute", "all_layers",
+           "lower_precision_policies"]
 
 # Layers whose randomness is switched off during initialization, and the attribute that does it.
 _NOISE_ATTRS = (
@@ -68,6 +69,32 @@ def all_layers(model):
     return _compat.flatten_layers(model, include_self=False)
 
 
+def make_forward(model, training: bool = False):
+    """``forward(params, x) -> y_pred``: the model's output at the given trainable parameters,
+    without side effects (the forward pass of :func:`make_loss_fn`, which see).
+
+    ``params`` replace ``model.trainable_variables`` one for one; the non-trainable variables are
+    read and any update of them is discarded; dropout and noise layers are off; lower-precision
+    policies compute in float32.
+    """
+    non_trainable = model.non_trainable_variables
+    takes_training = _compat.call_has_training_arg(model)
+
+    def forward(params, x):
+        with noise_off(model), float32_compute(model):
+            if takes_training:
+                y_pred, _ = model.stateless_call(list(params), non_trainable, x,
+                                                 training=training)
+                return y_pred
+            # a subclassed call() without `training`: __call__ hands it to the layers
+            mapping = (list(zip(model.trainable_variables, params))
+                       + list(zip(model.non_trainable_variables, non_trainable)))
+            with keras.StatelessScope(state_mapping=mapping):
+                return model(x, training=training)
+
+    return forward
+
+
 def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     """``per_example_loss(params, batch) -> (B,)``: the model's loss at the given trainable
     parameters, without side effects.
@@ -94,23 +121,13 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     calling ``keras.ops.conv``, not named ``*Conv*``) still runs, through the runner's XLA
     fallback for a cyclic graph.
     """
-    non_trainable = model.non_trainable_variables
     # the loss head, written once with TensorFlow ops; on JAX called through the seam
     loss_head = ad.tensorflow_function(loss_spec.per_example)
-
-    takes_training = _compat.call_has_training_arg(model)
+    forward = make_forward(model, training)
 
     def per_example_loss(params, batch):
         x, y = batch[0], batch[1]
-        with noise_off(model), float32_compute(model):
-            if takes_training:
-                y_pred, _ = model.stateless_call(list(params), non_trainable, x,
-                                                 training=training)
-            else:  # a subclassed call() without `training`: __call__ hands it to the layers
-                mapping = (list(zip(model.trainable_variables, params))
-                           + list(zip(model.non_trainable_variables, non_trainable)))
-                with keras.StatelessScope(state_mapping=mapping):
-                    y_pred = model(x, training=training)
+        y_pred = forward(params, x)
         per = loss_head(y, y_pred)
         if len(batch) > 2:  # sample weights, one per example: fit's weighted loss, summed / N
             per = per * keras.ops.cast(keras.ops.reshape(batch[2], [-1]), per.dtype)

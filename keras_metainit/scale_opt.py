@@ -34,25 +34,32 @@ class ScaleTransform(NamedTuple):
     update: Callable[..., Tuple[Tensor, State]]
 
 
-def sign_momentum(lr: float = 0.1, momentum: float = 0.9, min_norm: float = 1e-3) -> ScaleTransform:
+def sign_momentum(lr: float = 0.1, momentum: float = 0.9, min_norm: float = 1e-3,
+                  relative: bool = False) -> ScaleTransform:
     """MetaInit's update of each tensor's norm.
 
-    ``d_k = sign(∂J/∂‖W_k‖)``, ``m_k ← momentum·m_k − lr·d_k``, ``‖W_k‖ ← ‖W_k‖ + m_k``: the norm
-    moves by ``m_k`` in absolute units, the direction never changes. The reference has no floor;
-    here the norm is kept ``≥ min_norm·‖W_k⁰‖``.
+    ``d_k = sign(∂J/∂‖W_k‖)``, ``m_k ← momentum·m_k − lr·d_k``, then ``‖W_k‖ ← ‖W_k‖ + m_k``: the
+    norm moves by ``m_k`` in absolute units (the paper's step), the direction never changes. With
+    ``relative=True`` the step is taken on the log of the norm, ``‖W_k‖ ← ‖W_k‖·exp(m_k)``: each
+    tensor's step is proportional to its norm, so a tensor of small norm (a classifier head at
+    std 0.02) is not driven through zero by steps sized for norms of 10. The reference has no
+    floor; here the norm is kept ``≥ min_norm·‖W_k⁰‖``.
 
     Args:
-        lr: step on the norm per unit of sign (reference 0.1).
+        lr: step on the norm per unit of sign (reference 0.1); with ``relative``, on its log.
         momentum: heavy-ball momentum (reference 0.9).
         min_norm: floor of the norm as a fraction of the starting norm.
+        relative: multiplicative steps (``exp(m_k)``) instead of the paper's additive ones.
     """
 
     def init(scales, base_norms):
         return {"m": ops.zeros_like(scales)}
 
     def update(grads, state, scales, base_norms, constraint=None):
-        # s > 0, so sign(∂J/∂‖W‖) = sign(∂J/∂s).
+        # s > 0, so sign(∂J/∂‖W‖) = sign(∂J/∂s) = sign(∂J/∂log s).
         m = momentum * state["m"] - lr * ops.sign(grads)
+        if relative:
+            return ops.maximum(scales * ops.exp(m), min_norm), {"m": m}
         norms = ops.maximum(scales * base_norms + m, min_norm * base_norms)
         return norms / base_norms, {"m": m}
 

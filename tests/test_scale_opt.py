@@ -128,3 +128,21 @@ def test_normalized_rescale_adam_is_invariant_to_each_scales_gradient_size():
     zero = scale_opt.rescale_adam(lr=0.1, normalize=True)
     s, _ = zero.update(_tf(np.zeros(3)), zero.init(base, base), base, base)
     np.testing.assert_array_equal(s.numpy(), np.ones(3))
+
+
+def test_relative_sign_momentum_multiplies_each_norm_by_exp_m():
+    """step="relative": m ← μm − lr·sign(g), s ← max(s·exp(m), floor), written out in float64;
+    a small and a large norm move by the same factor."""
+    rng = np.random.default_rng(1)
+    base = np.array([0.2, 20.0])
+    t = scale_opt.sign_momentum(lr=0.05, momentum=0.9, min_norm=1e-3, relative=True)
+    s, m = _tf(np.ones(2)), np.zeros(2)
+    want = np.ones(2)
+    state = t.init(s, _tf(base))
+    for _ in range(6):
+        g = np.repeat(rng.normal(size=1), 2)  # same sign for both tensors
+        m = 0.9 * m - 0.05 * np.sign(g)
+        want = np.maximum(want * np.exp(m), 1e-3)
+        s, state = t.update(_tf(g), state, s, _tf(base))
+        np.testing.assert_allclose(s.numpy(), want, rtol=1e-12)
+    assert s.numpy()[0] == pytest.approx(s.numpy()[1])

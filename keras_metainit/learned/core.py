@@ -21,11 +21,22 @@ from keras import ops
 
 from keras_metainit import data as data_lib
 from keras_metainit.methods.base import LearnedMethod
-from keras_metainit.model_fn import make_loss_fn
+from keras_metainit.model_fn import make_forward, make_loss_fn
 from keras_metainit.report import InitReport, Progress
 
 __all__ = ["Run", "start", "drive", "select", "scaled", "all_finite", "guarded_update",
-           "write_scales"]
+           "write_scales", "output_spread"]
+
+#: The outputs are *constant* (do not depend on the input) where their spread over the probe
+#: batch is at most this times ``max(1, mean |output|)``: float noise, e.g. logits of ~5e-11 that
+#: MobileNetV3Small (weights=None) starts with.
+CONSTANT_SPREAD = 1e-6
+#: A candidate is *dead* where the start was not constant and its spread fell below both
+#: ``DEAD_RATIO`` times the start's and ``DEAD_SPREAD`` (in output units: logits, predictions):
+#: the model has stopped responding to its input (a classifier head driven to the norm floor
+#: gives a uniform softmax for every input).
+DEAD_RATIO = 1e-2
+DEAD_SPREAD = 1e-2
 
 
 def _he_norm(shape) -> float:
@@ -86,6 +97,16 @@ def guarded_update(transform, value, grads, state, scales, base_norms, constrain
     return ok, new_s, new_state
 
 
+def output_spread(outputs):
+    """``(spread, magnitude)``: the standard deviation over the batch of every output unit,
+    averaged over units and outputs, and the mean absolute output (scalar tensors)."""
+    flat = [ops.reshape(ops.cast(t, "float32"), (ops.shape(t)[0], -1))
+            for t in keras.tree.flatten(outputs)]
+    spread = ops.mean(ops.stack([ops.mean(ops.std(t, axis=0)) for t in flat]))
+    magnitude = ops.mean(ops.stack([ops.mean(ops.abs(t)) for t in flat]))
+    return spread, magnitude
+
+
 def write_scales(variables, tuned, scales: np.ndarray) -> None:
     """Multiply each tuned variable by its scale, in place (the end of a run)."""
     for j, i in enumerate(tuned):
@@ -112,6 +133,7 @@ class Run:
 
     def __init__(self, model, method: LearnedMethod, loss_fn, report: InitReport, size: int):
         self.method, self.loss_fn, self.size = method, loss_fn, size
+        self.forward = make_forward(model, method.training)
         self.variables, self.norms, self.tuned = select(model, method, report)
         self.base_norms = ops.convert_to_tensor([self.norms[i] for i in self.tuned], "float32")
         self.transform = method.transform()
@@ -120,6 +142,11 @@ class Run:
     def weights(self) -> list:
         """The trainable weights' current values, in ``model.trainable_variables`` order."""
         return [v.value for v in self.variables]
+
+    def spread_at(self, scales, weights, x):
+        """:func:`output_spread` of the model at ``scales`` on inputs ``x`` (the guard's check
+        that the model still responds to its input); a backend compiles it as ``spread``."""
+        return output_spread(self.forward(scaled(weights, self.tuned, scales), x))
 
     def write_back(self, scales: np.ndarray) -> None:
         write_scales(self.variables, self.tuned, scales)
@@ -135,16 +162,27 @@ def start(model, method: LearnedMethod, dataset, loss_spec):
     return loss_fn, steps_ds, size
 
 
-def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started):
+def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
+          inputs_of=lambda batches: batches[0][0]):
     """The run's loop, on every backend: steps, the best-scales guard, the write-back, the
-    report. ``run`` holds ``scales`` (``.numpy()``), ``write_back``, ``traces`` and the tensor
-    table's fields; ``step_fn(batches)`` returns the step's metrics with ``ok``, ``batch_ok``
-    and ``constraint``; ``eval_fn(batches)`` returns ``(value, constraint, metrics, batch_ok)``.
+    report. ``run`` holds ``scales`` (``.numpy()``), ``write_back``, ``traces``, ``spread(x)``
+    (:meth:`Run.spread_at` at the current scales, as floats) and the tensor table's fields;
+    ``step_fn(batches)`` returns the step's metrics with ``ok``, ``batch_ok`` and
+    ``constraint``; ``eval_fn(batches)`` returns ``(value, constraint, metrics, batch_ok)``;
+    ``inputs_of(batches)`` gives the model inputs of a step's first batch, on which the guard
+    checks that the model still responds to its input.
     """
     probe = next(it)  # the fixed batch every candidate is scored on
     first = time.perf_counter()
-    guard = _BestScales(eval_fn, probe, run.scales, steps)
+    probe_inputs = inputs_of(probe)
+    guard = _BestScales(eval_fn, probe, run.scales, steps, lambda: run.spread(probe_inputs))
     report.before = guard.before
+    if guard.no_signal:
+        note = (f"no signal: the outputs do not depend on the input (their spread over the probe "
+                f"batch is {guard.start_spread:.2g}); a layer-wise method such as LSUV fixes "
+                f"this (method='lsuv', or method=['lsuv', '{method.name}'])")
+        report.notes.append(note)
+        warnings.warn(f"{type(method).__name__}: {note}.", UserWarning, stacklevel=3)
     report.history = {n: [] for n in method.metric_names}
     progress = Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
                         method.metric_names)
@@ -190,6 +228,8 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started):
         if interrupted:
             report.notes.append("interrupted: the best scales so far were written back"
                                 if guard.improved else "interrupted: the model is unchanged")
+        if guard.dead is not None:
+            report.notes.append(guard.dead_note())
         if report.kept_start and report.steps_run and not bad_data:
             report.notes.append(guard.kept_start_note(method.metric_names[0]))
         _tensor_table(run, guard.scales, report)
@@ -202,20 +242,28 @@ class _BestScales:
     """The run's guard: the best scales it reached, scored by the method's own objective on one
     fixed probe batch, and never worse than the start.
 
-    A candidate is scored by ``(constraint, value)``: a point that violates the method's
-    gradient-norm bound ranks below any point that satisfies it; then the smaller objective wins
-    (for MetaInit the gradient quotient). A non-finite value never wins. The scales are scored at
-    the start, every ``steps // 20`` steps and after the last step; the run writes the best, so a
-    method whose steps make its objective worse leaves the model as it was.
+    A candidate is scored by ``(dead, constraint, value)``: a point where the model has stopped
+    responding to its input (*dead*: the spread of its outputs over the probe batch fell below
+    :data:`DEAD_RATIO` of the start's and below :data:`DEAD_SPREAD`) ranks below any live one,
+    however low its objective, so a run never writes back scales that leave the output constant
+    where it was not; then a point that violates the method's gradient-norm bound ranks below
+    any point that satisfies it; then the smaller objective wins (for MetaInit the gradient
+    quotient). A non-finite value never wins. The scales are scored at the start, every
+    ``steps // 20`` steps and after the last step; the run writes the best, so a method whose
+    steps make its objective worse leaves the model as it was.
     """
 
     CHECKS = 20
 
-    def __init__(self, eval_fn, probe, scales, steps: int):
+    def __init__(self, eval_fn, probe, scales, steps: int, spread_fn):
         self.eval_fn, self.probe, self.variable = eval_fn, probe, scales
+        self.spread_fn = spread_fn
         self.every = max(1, steps // self.CHECKS)
         self.steps = steps
-        score, metrics, batch_ok = self._score()
+        self.start_spread, magnitude = spread_fn()
+        self.no_signal = self.start_spread <= CONSTANT_SPREAD * max(1.0, magnitude)
+        self.dead = None  # (step, spread) of the first dead candidate
+        score, metrics, batch_ok = self._score(self.start_spread)
         if not batch_ok:
             raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
         self.start_score = self.best = score
@@ -224,22 +272,37 @@ class _BestScales:
         self.last_metrics = metrics
         self.improved = False
 
-    def _score(self):
+    def _is_dead(self, spread: float) -> bool:
+        return not self.no_signal and not (
+            spread >= DEAD_RATIO * self.start_spread or spread >= DEAD_SPREAD)
+
+    def _score(self, spread: float):
         value, constraint, metrics, batch_ok = self.eval_fn(self.probe)
         value = float(value)
         metrics = {n: float(v) for n, v in metrics.items()}
-        return ((bool(constraint), value if math.isfinite(value) else math.inf), metrics,
-                bool(batch_ok))
+        return ((self._is_dead(spread), bool(constraint),
+                 value if math.isfinite(value) else math.inf), metrics, bool(batch_ok))
 
     def after_step(self, done: int) -> None:
         """Score the current scales if a check falls on step ``done``; keep them if best."""
         if done % self.every and done != self.steps:
             return
-        score, metrics, _ = self._score()
+        spread, _ = self.spread_fn()
+        score, metrics, _ = self._score(spread)
+        if score[0] and self.dead is None:
+            self.dead = (done, spread)
         self.last_metrics = metrics
         if score < self.best:
             self.best, self.metrics, self.scales = score, metrics, self.variable.numpy()
             self.improved = True
+
+    def dead_note(self) -> str:
+        step, spread = self.dead
+        kept = ("the best responsive scales were written back" if self.improved
+                else "the model is unchanged")
+        return (f"kept responsive: from step {step} the outputs stopped responding to the input "
+                f"(spread over the probe batch {self.start_spread:.3g} at the start, "
+                f"{spread:.3g} then); such scales are never kept, {kept}")
 
     def kept_start_note(self, headline: str) -> str:
         return (f"kept the start: no scales this run reached scored better than the start on the "

@@ -63,6 +63,7 @@ class JaxRun(Run):
         self.layout = layout
         self._step = jax.jit(self._step_fn)
         self._eval = jax.jit(self._eval_fn)
+        self._spread = jax.jit(self.spread_at)
 
     # -- pure functions of (scales, state, weights, batches), compiled once --------------------
     def _objective(self, weights):
@@ -107,6 +108,9 @@ class JaxRun(Run):
 
     def evaluate(self, batches):
         return self._eval(self.scales.value, self.weights(), batches)
+
+    def spread(self, x):
+        return tuple(float(v) for v in self._spread(self.scales.value, self.weights(), x))
 
 
 def _layout(size: int):

@@ -43,6 +43,11 @@ class TensorFlowRun(Run):
                                   name="metainit_scales")
         self.state = {name: tf.Variable(t, trainable=False, name=f"metainit_{name}")
                       for name, t in self.transform.init(self.scales.value(), self.base_norms).items()}
+        self._spread = tf.function(
+            lambda x: self.spread_at(self.scales.read_value(), self.weights(), x))
+
+    def spread(self, x):
+        return tuple(float(v) for v in self._spread(x))
 
     def params_at(self, scales) -> List[tf.Tensor]:
         return scaled(self.weights(), self.tuned, scales)
@@ -180,5 +185,12 @@ def run(model, method, dataset, loss_spec, steps, verbose, report, strategy=None
         out = compiled(batches, tf.constant(False))
         return out["value"], out["constraint"], {n: out[n] for n in names}, out["batch_ok"]
 
+    def inputs_of(batches):  # a step's first batch's x, whole (every replica's part)
+        x = batches[0][0]
+        if strategy is None:
+            return x
+        return tf.nest.map_structure(
+            lambda t: tf.concat(strategy.experimental_local_results(t), 0), x)
+
     return drive(run, method, it, lambda batches: compiled(batches, tf.constant(True)), evaluate,
-                 steps, verbose, report, started)
+                 steps, verbose, report, started, inputs_of)

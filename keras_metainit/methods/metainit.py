@@ -1,6 +1,8 @@
 """MetaInit: tune each tensor's norm to minimize the gradient quotient (:class:`MetaInit`)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import keras
 
 from keras_metainit import objectives, scale_opt, validation
@@ -20,7 +22,9 @@ class MetaInit(LearnedMethod):
 
     Args:
         steps: number of steps (reference 500).
-        lr: step on each norm per unit of sign, in absolute norm units (reference 0.1).
+        lr: step on each norm per unit of sign: in absolute norm units with
+            ``step="absolute"`` (reference 0.1), on the log of the norm with ``step="relative"``.
+            None: 0.1 and 0.01 respectively.
         momentum: momentum of the norm steps (reference 0.9).
         eps: the ε of the gradient quotient. **Default 1e-2, not the paper's 1e-5**: ε sets
             where GQ's minimum lies, and with 1e-5 MetaInit shrinks deep ReLU nets far below He
@@ -29,6 +33,10 @@ class MetaInit(LearnedMethod):
             paper's setting.
         min_norm: floor of each norm as a fraction of its starting norm (the reference has none).
         batch_size: examples per step (reference: the size of its random batch; 128 here).
+        step: ``"absolute"``, the paper's step (each norm moves by ``m`` in norm units), or
+            ``"relative"`` (each norm is multiplied by ``exp(m)``, so a tensor's step is
+            proportional to its norm: a classifier head of norm 0.2 is not driven to the floor
+            by steps sized for norms of 10; :func:`~keras_metainit.scale_opt.sign_momentum`).
 
     Example:
         >>> import keras, keras_metainit
@@ -44,19 +52,26 @@ class MetaInit(LearnedMethod):
     aliases = ("metainit", "meta_init")
     metric_names = ("gq", "loss")
 
-    def __init__(self, steps: int = 500, lr: float = 0.1, momentum: float = 0.9,
-                 eps: float = 1e-2, min_norm: float = 1e-3, batch_size: int = 128):
+    #: ``lr`` when none is given, per ``step``
+    DEFAULT_LR = {"absolute": 0.1, "relative": 0.01}
+
+    def __init__(self, steps: int = 500, lr: Optional[float] = None, momentum: float = 0.9,
+                 eps: float = 1e-2, min_norm: float = 1e-3, batch_size: int = 128,
+                 step: str = "absolute"):
         self.steps = validation.steps(steps)
+        check(step in self.DEFAULT_LR, "step", step, "'absolute' or 'relative'")
+        lr = self.DEFAULT_LR[step] if lr is None else lr
         check(is_real(lr) and lr > 0, "lr", lr, "positive")
         check(is_real(momentum) and 0 <= momentum < 1, "momentum", momentum, "in [0, 1)")
         check(is_real(eps) and eps > 0, "eps", eps, "positive")
         check(is_real(min_norm) and 0 < min_norm <= 1, "min_norm", min_norm, "in (0, 1]")
         self.lr, self.momentum, self.eps = lr, momentum, eps
-        self.min_norm, self.batch_size = min_norm, batch_size
+        self.min_norm, self.batch_size, self.step = min_norm, batch_size, step
 
     def objective(self, loss_fn, params, shards):
         gq, loss = objectives.gradient_quotient(loss_fn, params, shards[0], self.eps)
         return gq, keras.ops.convert_to_tensor(False), {"gq": gq, "loss": loss}
 
     def transform(self):
-        return scale_opt.sign_momentum(self.lr, self.momentum, self.min_norm)
+        return scale_opt.sign_momentum(self.lr, self.momentum, self.min_norm,
+                                       relative=self.step == "relative")

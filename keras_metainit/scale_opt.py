@@ -78,8 +78,11 @@ def rescale_adam(
     """RescaleAdam: Adam on one scale ``α_k`` per tensor, floored at ``min_scale``.
 
     The gradient ``<∂J/∂W_k, W_k>·‖W_k⁰‖/‖W_k‖`` of the reference equals ``∂J/∂α_k``; it is clipped
-    to ``±clip``. Constraint steps and objective steps keep separate moments and step counts, as
-    in the reference code, so the two never mix their running averages.
+    to ``±clip``. As in the reference code (zhuchen03/gradinit's and HarborYuan/GradCosine's
+    ``RescaleAdam``), constraint steps and objective steps keep separate first moments and step
+    counts, while the second moment is shared: every step updates it, and its bias correction
+    counts the steps of both kinds (``benchmarks/parity.py``: with a second moment per kind the
+    scales left the authors' at the first step of the other kind).
 
     Args:
         lr: Adam's learning rate on the scales.
@@ -99,15 +102,8 @@ def rescale_adam(
 
     def init(scales, base_norms):
         z = ops.zeros_like(scales)
-        return {"m": z, "v": z, "t": ops.zeros([], scales.dtype),
-                "cm": z, "cv": z, "ct": ops.zeros([], scales.dtype), "r": z}
-
-    def _adam(g, m, v, t):
-        t = t + 1.0
-        m = beta_1 * m + (1.0 - beta_1) * g
-        v = beta_2 * v + (1.0 - beta_2) * ops.square(g)
-        step = (lr / (1.0 - beta_1**t)) * m / (ops.sqrt(v / (1.0 - beta_2**t)) + epsilon)
-        return step, m, v, t
+        zero = ops.zeros([], scales.dtype)
+        return {"m": z, "t": zero, "cm": z, "ct": zero, "v": z, "r": z}
 
     def update(grads, state, scales, base_norms, constraint=None):
         r = ops.maximum(state["r"], ops.abs(grads))  # each scale's largest gradient so far
@@ -115,14 +111,18 @@ def rescale_adam(
             grads = ops.divide_no_nan(grads, r)
         g = grads if clip is None else ops.clip(grads, -clip, clip)
         constraint = False if constraint is None else constraint
-        step_o, m, v, t = _adam(g, state["m"], state["v"], state["t"])
-        step_c, cm, cv, ct = _adam(g, state["cm"], state["cv"], state["ct"])
         pick = lambda c, o: ops.where(constraint, c, o)  # noqa: E731
+        # the first moment and the step count of this step's kind
+        m = beta_1 * pick(state["cm"], state["m"]) + (1.0 - beta_1) * g
+        t = pick(state["ct"], state["t"]) + 1.0
+        # the second moment of every step, bias-corrected by all the steps taken
+        v = beta_2 * state["v"] + (1.0 - beta_2) * ops.square(g)
+        total = state["t"] + state["ct"] + 1.0
+        step = (lr / (1.0 - beta_1**t)) * m / (ops.sqrt(v / (1.0 - beta_2**total)) + epsilon)
         new = {
-            "m": pick(state["m"], m), "v": pick(state["v"], v), "t": pick(state["t"], t),
-            "cm": pick(cm, state["cm"]), "cv": pick(cv, state["cv"]), "ct": pick(ct, state["ct"]),
-            "r": r,
+            "m": pick(state["m"], m), "t": pick(state["t"], t),
+            "cm": pick(m, state["cm"]), "ct": pick(t, state["ct"]), "v": v, "r": r,
         }
-        return ops.maximum(scales - pick(step_c, step_o), min_scale), new
+        return ops.maximum(scales - step, min_scale), new
 
     return ScaleTransform(init, update)

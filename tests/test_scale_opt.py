@@ -22,20 +22,23 @@ def _sign_momentum_reference(grads, base, lr, momentum, min_norm):
 
 
 def _rescale_adam_reference(grads, flags, scales, lr, b1, b2, eps, min_scale, clip):
-    """RescaleAdam step by step, one (m, v, t) per kind of step (objective / constraint)."""
-    moments = {False: [0.0, 0.0, 0], True: [0.0, 0.0, 0]}
-    out = []
+    """RescaleAdam step by step as the authors' code has it: a first moment and a step count per
+    kind of step (objective / constraint), one second moment that every step updates,
+    bias-corrected by the steps of both kinds."""
+    first = {False: [0.0, 0], True: [0.0, 0]}
+    v, out = 0.0, []
     for g, c in zip(grads, flags):
         g = g if clip is None else np.clip(g, -clip, clip)
-        m, v, t = moments[c]
+        m, t = first[c]
         t += 1
         m = b1 * m + (1 - b1) * g
         v = b2 * v + (1 - b2) * g * g
-        step = lr / (1 - b1 ** t) * m / (np.sqrt(v / (1 - b2 ** t)) + eps)
-        moments[c] = [m, v, t]
+        total = first[not c][1] + t
+        step = lr / (1 - b1 ** t) * m / (np.sqrt(v / (1 - b2 ** total)) + eps)
+        first[c] = [m, t]
         scales = np.maximum(scales - step, min_scale)
         out.append(scales)
-    return out, moments
+    return out, first, v
 
 
 def test_sign_momentum_matches_the_reference_over_several_steps():
@@ -68,17 +71,18 @@ def test_rescale_adam_matches_the_reference(clip):
     grads = [rng.normal(scale=2.0, size=4) for _ in range(7)]
     flags = [False, True, False, False, True, True, False]
     start = np.array([1.0, 0.5, 2.0, 0.05])
-    want, moments = _rescale_adam_reference(grads, flags, start, 0.05, 0.9, 0.999, 1e-8, 0.01,
-                                             clip)
+    want, first, v = _rescale_adam_reference(grads, flags, start, 0.05, 0.9, 0.999, 1e-8,
+                                              0.01, clip)
     t = scale_opt.rescale_adam(lr=0.05, min_scale=0.01, clip=clip)
     s = _tf(start)
     state = t.init(s, _tf(np.ones(4)))
     for g, c, w in zip(grads, flags, want):
         s, state = t.update(_tf(g), state, s, _tf(np.ones(4)), tf.constant(c))
         np.testing.assert_allclose(s.numpy(), w, rtol=1e-10)
-    # the two kinds of step keep their own moments and counts
-    np.testing.assert_allclose(state["m"].numpy(), moments[False][0], rtol=1e-10)
-    np.testing.assert_allclose(state["cv"].numpy(), moments[True][1], rtol=1e-10)
+    # each kind of step keeps its first moment and count; the second moment is shared
+    np.testing.assert_allclose(state["m"].numpy(), first[False][0], rtol=1e-10)
+    np.testing.assert_allclose(state["cm"].numpy(), first[True][0], rtol=1e-10)
+    np.testing.assert_allclose(state["v"].numpy(), v, rtol=1e-10)
     assert (float(state["t"]), float(state["ct"])) == (4, 3)
 
 
@@ -91,17 +95,20 @@ def test_rescale_adam_floors_the_scales():
     np.testing.assert_allclose(s.numpy(), [0.25, 3.0 - 0.9], rtol=1e-7)  # ε of Adam
 
 
-def test_a_constraint_step_leaves_the_objective_moments_alone():
+def test_a_constraint_step_leaves_the_objective_first_moment_alone():
     t = scale_opt.rescale_adam(lr=0.1)
     s = _tf([1.0, 1.0])
     state = t.init(s, _tf([1.0, 1.0]))
     s, state = t.update(_tf([0.3, -0.2]), state, s, _tf([1.0, 1.0]), tf.constant(False))
-    kept = {k: state[k].numpy().copy() for k in ("m", "v", "t")}
+    kept = {k: state[k].numpy().copy() for k in ("m", "t")}
     _, after = t.update(_tf([-0.9, 0.7]), state, s, _tf([1.0, 1.0]), tf.constant(True))
     for k, v in kept.items():
         np.testing.assert_array_equal(after[k].numpy(), v)
     assert float(after["ct"]) == 1
     np.testing.assert_allclose(after["cm"].numpy(), 0.1 * np.array([-0.9, 0.7]), rtol=1e-12)
+    # the second moment is shared: the constraint step's gradient enters it
+    np.testing.assert_allclose(after["v"].numpy(), 0.999 * 0.001 * np.array([0.09, 0.04])
+                               + 0.001 * np.array([0.81, 0.49]), rtol=1e-12)
 
 
 def test_normalized_rescale_adam_is_invariant_to_each_scales_gradient_size():

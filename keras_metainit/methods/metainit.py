@@ -30,11 +30,14 @@ class MetaInit(LearnedMethod):
         min_norm: floor of each norm as a fraction of its starting norm (the reference has none).
         batch_size: examples per step (reference: the size of its random batch; 128 here).
 
-    Example:
+    Examples:
         >>> import keras, keras_metainit
-        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
-        ...                           keras.layers.Dense(10)])
-        >>> report = model.meta_initialize(None, method=keras_metainit.methods.MetaInit(steps=50))
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> method = keras_metainit.methods.MetaInit(steps=5, batch_size=16)
+        >>> report = model.meta_initialize(None, method=method, verbose=0)  # random data
+        >>> report.steps_run, sorted(report.after)
+        (5, ['gq', 'loss'])
 
     Reference:
         Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",

@@ -1,4 +1,4 @@
-"""The learned-method runner's guarantees: the best scales by the method's own objective on a
+"""learned/core.py, the runner's guarantees on every backend's runner: the best scales by the method's own objective on a
 fixed probe batch, never worse than the start; the same seed gives bit-identical scales."""
 import keras
 import numpy as np
@@ -46,6 +46,7 @@ def test_a_run_that_makes_its_objective_worse_leaves_the_model_bit_identical():
     assert all(row["scale"] == 1.0 for row in report.tensors)
 
 
+@pytest.mark.backend_neutral
 def test_the_run_ends_at_the_best_scales_on_the_probe_batch():
     """MetaInit's steps improve, then overshoot; the written scales are the best scored ones,
     and the report's `after` is their probe score, which is never above `before`."""
@@ -58,6 +59,7 @@ def test_the_run_ends_at_the_best_scales_on_the_probe_batch():
     assert np.all(np.isfinite(model.predict(x, verbose=0)))
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.numerics
 @pytest.mark.parametrize("method,data", [("metainit", None), ("gradinit", "arrays"),
                                          ("gradcosine", "arrays")])
@@ -75,6 +77,7 @@ def test_same_seed_gives_bit_identical_scales(method, data):
     assert np.any(scales[0] != 1.0), "the runs should move the scales (else the test shows nothing)"
 
 
+@pytest.mark.backend_neutral
 def test_a_chain_runs_its_stages_in_order_on_one_report():
     """LSUV then MetaInit equals LSUV, then MetaInit on LSUV's result, run by hand."""
     rng = np.random.default_rng(1)

@@ -1,9 +1,16 @@
 """methods/base.py and the registry in methods/__init__.py: register, get, serialize,
 deserialize, available, every method's argument checks, the constrained base."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_metainit as km
 from keras_metainit import methods
 
 
@@ -136,3 +143,33 @@ def test_constrained_methods_share_the_rescale_adam_update():
                         tf.ones(1), tf.constant(False))
         np.testing.assert_allclose(s.numpy(), [0.5], rtol=1e-5)  # Adam's first step is lr
     assert methods.MetaInit.tunes_description == "trainable tensors with ndim >= 2"
+
+
+@pytest.mark.backend_neutral
+def test_the_base_imports_none_of_the_methods_it_resolves():
+    """``methods/base.py`` (and the walk its ``LayerwiseMethod.run`` imports) load no method
+    module: imported with the package ``__init__`` files left out (they import everything), the
+    modules that get loaded hold no subclass of ``Method``."""
+    root = Path(km.__file__).parent
+    code = textwrap.dedent("""
+        import importlib, sys, types
+        root = sys.argv[1]
+        for name, sub in (("keras_metainit", ""), ("keras_metainit.methods", "/methods"),
+                          ("keras_metainit.layerwise", "/layerwise")):
+            package = types.ModuleType(name)  # an empty package: its __init__ does not run
+            package.__path__ = [root + sub]
+            sys.modules[name] = package
+        importlib.import_module("keras_metainit.methods.base")
+        importlib.import_module("keras_metainit.layerwise.walk")
+        print(" ".join(sorted(n for n in sys.modules if n.startswith("keras_metainit."))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = set(out.stdout.split())
+    assert {"keras_metainit.methods.base", "keras_metainit.layerwise.walk"} <= loaded
+    subclasses = {"keras_metainit.methods.metainit", "keras_metainit.methods.gradinit",
+                  "keras_metainit.methods.gradcosine", "keras_metainit.layerwise.lsuv",
+                  "keras_metainit.layerwise.sylvester"}
+    assert subclasses == {cls.__module__ for cls in methods.ALL_OBJECTS}  # the list is complete
+    assert not loaded & subclasses, sorted(loaded & subclasses)

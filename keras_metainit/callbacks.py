@@ -35,10 +35,18 @@ class MetaInitialize(keras.callbacks.Callback):
         report: the :class:`~keras_metainit.report.InitReport` of the last initialization
             (None before the first).
 
-    Example:
-        >>> init = keras_metainit.callbacks.MetaInitialize((x, y), method="gradinit", steps=100)
-        >>> model.fit(x, y, epochs=5, callbacks=[init])
-        >>> print(init.report)
+    Examples:
+        >>> import keras, keras_metainit
+        >>> from keras_metainit.datasets import load_fashion_mnist
+        >>> x, y = load_fashion_mnist("train", flatten=True)  # the bundled subset
+        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(32, "relu"),
+        ...                           keras.layers.Dense(10)])
+        >>> model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        >>> init = keras_metainit.callbacks.MetaInitialize((x[:256], y[:256]), method="lsuv",
+        ...                                                verbose=0)
+        >>> history = model.fit(x[:512], y[:512], epochs=2, verbose=0, callbacks=[init])
+        >>> init.report.method, init.runs  # initialized at the first fit only
+        ('lsuv', 1)
     """
 
     def __init__(self, data: Any = None, method: Any = methods_lib.DEFAULT, every_fit: bool = False,

@@ -54,7 +54,8 @@ def load_fashion_mnist(
         ValueError: for an unknown ``split`` or ``subset``.
         FileNotFoundError: ``subset="full"`` without the files, with how to get them.
 
-    Example:
+    Examples:
+        >>> from keras_metainit.datasets import load_fashion_mnist
         >>> x, y = load_fashion_mnist("train")
         >>> x.shape, y.shape
         ((6000, 28, 28, 1), (6000,))

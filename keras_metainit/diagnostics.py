@@ -68,8 +68,13 @@ def gradient_quotient(model: keras.Model, batch, loss: Any = None, eps: float = 
     Returns:
         GQ as a Python float.
 
-    Example:
-        >>> gq = keras_metainit.gradient_quotient(model, (x[:128], y[:128]))
+    Examples:
+        >>> import keras, keras_metainit, numpy as np
+        >>> deep = keras.Sequential([keras.Input((8,))] + [keras.layers.Dense(16, "relu")
+        ...                          for _ in range(6)] + [keras.layers.Dense(3)])
+        >>> batch = (np.random.rand(32, 8).astype("float32"), np.arange(32) % 3)
+        >>> keras_metainit.gradient_quotient(deep, batch) > 0
+        True
 
     Reference:
         Dauphin & Schoenholz, NeurIPS 2019, eq. 1.
@@ -159,9 +164,19 @@ def diagnose(model: keras.Model, batch, limits: HealthLimits = HealthLimits()) -
         ``{"gq", "gc", "gn", "input_rms", "layers", "signal_ratio", "problems", "healthy"}``;
         ``problems`` lists what is outside ``limits`` or not finite.
 
-    Example:
-        >>> result = keras_metainit.diagnose(model, (x[:128], y[:128]))
+    Examples:
+        >>> import keras, keras_metainit, numpy as np
+        >>> inputs = keras.Input((8,))
+        >>> model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Dense(16, "tanh")(inputs)))
+        >>> rng = np.random.default_rng(0)
+        >>> batch = (rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64))
+        >>> result = keras_metainit.diagnose(model, batch)
         >>> result["healthy"], result["problems"]
+        (True, [])
+        >>> _ = model.layers[-1].kernel.assign(1e4 * model.layers[-1].kernel)  # a bad start
+        >>> result = keras_metainit.diagnose(model, batch)
+        >>> result["healthy"], [p for p in result["problems"] if "RMS ratio" in p]
+        (False, ['output/input RMS ratio ... outside [0.001, 1000]'])
     """
     x, y = batch
     gq = gradient_quotient(model, (x, y))

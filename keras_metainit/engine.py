@@ -75,18 +75,14 @@ def meta_initialize(
     Raises:
         ValueError: bad arguments, NaN/Inf or empty data, a model with nothing to tune.
 
-    Example:
+    Examples:
         >>> import keras, keras_metainit, numpy as np
         >>> model = keras.Sequential([keras.Input((8,))] +
         ...     [keras.layers.Dense(16, "relu") for _ in range(5)] + [keras.layers.Dense(3)])
         >>> x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
         >>> report = model.meta_initialize(x, verbose=0)  # the default method: LSUV
-        >>> report.method
-        'lsuv'
-        >>> report = model.meta_initialize(x, method="metainit", steps=5, batch_size=16,
-        ...                                verbose=0)
-        >>> report.steps_run
-        5
+        >>> report.method, [row["status"] for row in report.layers]
+        ('lsuv', ['set', 'set', 'set', 'set', 'set', 'set'])
 
     Reference:
         The default, LSUV: Mishkin & Matas, "All you need is a good init", ICLR 2016; each

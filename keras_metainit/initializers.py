@@ -159,7 +159,7 @@ class WNInit(_FreshSeedInitializer):
         ValueError: for a non-positive ``gamma``, an unknown ``direction``, a bad ``seed``, or
             (when called) a shape of rank below 2.
 
-    Example:
+    Examples:
         ```python
         import keras
         from keras_metainit import WNInit
@@ -253,7 +253,7 @@ class WNResNetInit(WNInit):
         ValueError: for an unknown ``role`` or ``direction``, ``blocks_per_stage < 1`` or a bad
             ``seed``.
 
-    Example:
+    Examples:
         ```python
         import keras
         from keras_metainit import WNResNetInit
@@ -327,7 +327,7 @@ class FixupInit(_FreshSeedInitializer):
     Raises:
         ValueError: for ``num_branches < 1``, ``branch_depth < 2`` or a bad ``seed``.
 
-    Example:
+    Examples:
         A Fixup residual block (two 3x3 convolutions, 8 blocks in the network):
 
         ```python

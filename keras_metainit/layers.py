@@ -111,14 +111,14 @@ class WNDense(_WeightNorm):
     Returns:
         Called on ``(batch, ..., input_dim)``, a tensor ``(batch, ..., units)``.
 
-    Example:
+    Examples:
         ```python
         import keras
         from keras_metainit.layers import WNDense
 
         model = keras.Sequential(
             [keras.Input((784,))]
-            + [WNDense(128, activation="relu") for _ in range(100)]
+            + [WNDense(128, activation="relu") for _ in range(20)]
             + [WNDense(10, kernel_initializer="glorot_uniform")]
         )
         model.layers[0].kernel  # the effective kernel g * v / ||v||
@@ -192,7 +192,7 @@ class WNConv2D(_WeightNorm):
     Returns:
         Called on ``(batch, height, width, channels)`` (channels last), the convolved tensor.
 
-    Example:
+    Examples:
         ```python
         import keras
         from keras_metainit import WNResNetInit
@@ -303,11 +303,14 @@ class FixupScale(_Scalar):
     Returns:
         Called on a tensor, the tensor times the scalar (same shape).
 
-    Example:
+    Examples:
         See `keras_metainit.FixupInit` for a whole Fixup block.
 
         ```python
+        import keras
         from keras_metainit.layers import FixupScale
+
+        x = keras.random.normal((2, 8, 8, 16))
         y = FixupScale()(x)  # y == x at init
         ```
 

@@ -41,7 +41,7 @@ class QuadraticWarmup(LearningRateSchedule):
         ValueError: for ``learning_rate <= 0``, ``warmup_steps < 1`` or an ``after`` that is not a
             schedule.
 
-    Example:
+    Examples:
         ```python
         import keras
         from keras_metainit.schedules import QuadraticWarmup

@@ -84,3 +84,25 @@ def test_readme_usage_example_runs():
     model = namespace["model"]
     assert len(model.layers) == 51
     assert model.optimizer.iterations.numpy() == 188  # one epoch of 6,000 images, batch 32
+
+
+def _fenced_docstring_examples():
+    """Every ```python block in a docstring of the package (the `>>>` examples run as doctests,
+    configured in pyproject.toml)."""
+    import ast
+    import textwrap
+
+    found = []
+    for path in sorted((ROOT / "keras_metainit").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
+                doc = ast.get_docstring(node, clean=True) or ""
+                for i, block in enumerate(_code_blocks(doc, "python")):
+                    name = f"{path.relative_to(ROOT)}:{getattr(node, 'name', 'module')}:{i}"
+                    found.append(pytest.param(textwrap.dedent(block), id=name))
+    return found
+
+
+@pytest.mark.parametrize("example", _fenced_docstring_examples())
+def test_every_fenced_docstring_example_runs(example):
+    exec(compile(example, "<docstring example>", "exec"), {})

@@ -22,6 +22,7 @@ def columns(kernel):
 SHAPES = [(64, 32), (32, 64), (3, 3, 8, 16)]
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("gamma", [2.0, 0.3])
 def test_wninit_column_norms_equal_gain(shape, gamma):
@@ -33,6 +34,7 @@ def test_wninit_column_norms_equal_gain(shape, gamma):
         np.testing.assert_allclose(np.linalg.norm(columns(kernel), axis=0), g, rtol=1e-5)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("shape", [(64, 32), (3, 3, 8, 16), (48, 48)])
 def test_wninit_orthogonal_columns_when_tall(shape):
     m = columns(WNInit(gamma=2.0, seed=2)(shape))
@@ -49,6 +51,7 @@ def rescaled_rows_residual(m):
     return np.abs(a @ w - np.eye(rows).ravel()).max()
 
 
+@pytest.mark.backend_neutral
 def test_wninit_wide_kernel_is_orthonormal_rows_with_rescaled_columns():
     # Fewer rows than columns: orthonormal rows, then every column rescaled to norm g.
     assert rescaled_rows_residual(columns(WNInit(gamma=1.0, seed=3)((32, 64)))) < 1e-4
@@ -56,6 +59,7 @@ def test_wninit_wide_kernel_is_orthonormal_rows_with_rescaled_columns():
     assert rescaled_rows_residual(normal) > 0.1
 
 
+@pytest.mark.backend_neutral
 def test_normal_direction_is_not_orthogonal():
     m = columns(WNInit(gamma=1.0, direction="normal", seed=4)((64, 32)))
     gram = m.T @ m * 32 / 64
@@ -68,6 +72,7 @@ def test_dtype(dtype):
         assert keras.backend.standardize_dtype(init((8, 4), dtype=dtype).dtype) == dtype
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize(
     "role, gamma", [("branch_in", 2.0), ("branch_out", 1 / 4), ("shortcut", 1.0), ("stem", 1.0)]
 )
@@ -83,6 +88,7 @@ def test_wnresnet_roles(role, gamma):
     np.testing.assert_allclose(init(shape), WNInit(gamma=gamma, seed=5)(shape), rtol=1e-6)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("num_branches, depth", [(16, 2), (16, 3), (1, 2)])
 def test_fixup_std_is_he_fan_out_times_factor(num_branches, depth):
     shape = (3, 3, 64, 128)  # fan_in = 576 and fan_out = 1152 differ by 2x
@@ -101,6 +107,7 @@ def relu_net_gain(make_kernel, depth=50, width=256, seed=0):
     return np.linalg.norm(h) / np.linalg.norm(x)
 
 
+@pytest.mark.backend_neutral
 def test_signal_propagation_50_layer_relu_mlp():
     # Finite width makes one net's gain log-normal around 1 (about x/÷ 1.5 at this size): take the
     # geometric mean over 4 independent nets.
@@ -125,12 +132,14 @@ FACTORIES = [
 ]
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("factory", FACTORIES)
 def test_unseeded_instance_draws_fresh_values(factory):
     init = factory(None)
     assert not np.allclose(init((16, 8)), init((16, 8)))
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("factory", FACTORIES)
 def test_int_seed_gives_identical_values(factory):
     init = factory(42)
@@ -139,6 +148,7 @@ def test_int_seed_gives_identical_values(factory):
     assert not np.allclose(init((16, 8)), factory(43)((16, 8)))
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("factory", FACTORIES)
 def test_seed_generator_advances_and_is_reproducible(factory):
     a = factory(keras.random.SeedGenerator(7))
@@ -149,6 +159,7 @@ def test_seed_generator_advances_and_is_reproducible(factory):
     np.testing.assert_array_equal(a2, b((16, 8)))
 
 
+@pytest.mark.backend_neutral
 def test_unseeded_instance_shared_by_layers_gives_distinct_kernels():
     init = WNInit()
     model = keras.Sequential(
@@ -158,6 +169,7 @@ def test_unseeded_instance_shared_by_layers_gives_distinct_kernels():
     assert not np.allclose(k1, k2)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize(
     "build, argument",
     [
@@ -183,6 +195,7 @@ def test_bad_arguments_name_the_argument(build, argument):
         build()
 
 
+@pytest.mark.backend_neutral
 def test_unseeded_initializers_follow_keras_global_seed():
     """seed=None: fresh values per call, yet reproducible after keras.utils.set_random_seed."""
     for init in (WNInit(), WNResNetInit("branch_in"), FixupInit(4)):

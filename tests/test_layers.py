@@ -21,6 +21,7 @@ def rng_array(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("name", sorted(INITIALIZERS))
 def test_wndense_effective_kernel_at_init_is_the_initializers_kernel(name):
     layer = WNDense(12, kernel_initializer=INITIALIZERS[name]())
@@ -35,6 +36,7 @@ def test_wndense_effective_kernel_at_init_is_the_initializers_kernel(name):
     np.testing.assert_allclose(layer.g, np.linalg.norm(np.asarray(expected), axis=0), rtol=1e-5)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("name", sorted(INITIALIZERS))
 def test_wnconv2d_effective_kernel_at_init_is_the_initializers_kernel(name):
     layer = WNConv2D(6, 3, kernel_initializer=INITIALIZERS[name]())
@@ -45,6 +47,7 @@ def test_wnconv2d_effective_kernel_at_init_is_the_initializers_kernel(name):
     np.testing.assert_allclose(layer.kernel, plain.kernel, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.backend_neutral
 def test_wndense_default_initializer_is_wninit():
     layer = WNDense(16)
     layer.build((None, 32))
@@ -52,6 +55,7 @@ def test_wndense_default_initializer_is_wninit():
     assert isinstance(layer.kernel_initializer, km.WNInit)
 
 
+@pytest.mark.backend_neutral
 def test_wndense_output_is_x_kernel_plus_bias():
     layer = WNDense(5, activation="tanh")
     layer.build((None, 7))
@@ -80,6 +84,7 @@ def _skip_unless_platform_convolves(data_format, shape):
         pytest.skip(f"a plain keras.layers.Conv2D with {data_format} fails on this platform: {why}")
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 def test_wnconv2d_matches_conv2d_with_the_effective_kernel(data_format):
     kwargs = dict(strides=2, padding="same", dilation_rate=1, activation="relu",
@@ -156,6 +161,7 @@ def test_fixup_scalar_layers():
     assert grad == pytest.approx(x.sum(), rel=1e-5)
 
 
+@pytest.mark.backend_neutral
 def test_fixup_block_from_the_docstring_is_identity_plus_relu_at_init():
     init = km.FixupInit(num_branches=4, branch_depth=2)
 
@@ -181,6 +187,7 @@ def test_fixup_block_from_the_docstring_is_identity_plus_relu_at_init():
     assert np.std(np.asarray(first.kernel)) > 0
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize(
     "build, argument",
     [
@@ -223,6 +230,7 @@ def train_deep_mlp(make_hidden, x, y, x_test, y_test, depth=100, epochs=5, lr=5e
     return accuracy, time.time() - start
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.slow
 def test_100_layer_wndense_mlp_trains_where_default_init_does_not():
     from keras_metainit.datasets import load_fashion_mnist

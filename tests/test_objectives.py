@@ -67,6 +67,7 @@ def tiny():
     return model, x, y
 
 
+@pytest.mark.backend_neutral
 def test_gradient_quotient_matches_float64_reference(tiny):
     model, x, y = tiny
     weights = [v.numpy() for v in model.trainable_variables]
@@ -121,6 +122,7 @@ def test_scale_gradient_matches_central_differences(tiny, objective):
     assert np.all(np.abs(fd) > 1e-4), "test needs a non-trivial gradient"
 
 
+@pytest.mark.backend_neutral
 def test_chunk_bounds_follow_the_formula():
     # B = 20, D = 4, r = 0.2: l = 5; chunk i = [4 i, 6 (i + 1)) clipped to 20.
     assert objectives.chunk_bounds(20, 4, 0.2) == [(0, 6), (4, 12), (8, 18), (12, 20)]
@@ -131,6 +133,7 @@ def test_chunk_bounds_follow_the_formula():
         objectives.chunk_bounds(8, 2, 1.5)
 
 
+@pytest.mark.backend_neutral
 def test_grad_cosine_matches_chunk_by_chunk_computation(tiny):
     model, x, y = tiny
     weights = [v.numpy() for v in model.trainable_variables]

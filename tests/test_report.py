@@ -19,6 +19,7 @@ def _learned():
         wall_time=1.5, step_time=0.0125, traces=1, notes=["a note"])
 
 
+@pytest.mark.backend_neutral
 def test_print_shows_the_headline_changes_and_tuned_tensors(capsys):
     _learned().print()
     text = capsys.readouterr().out
@@ -34,6 +35,7 @@ def test_print_shows_the_headline_changes_and_tuned_tensors(capsys):
     assert str(_learned()) == text.rstrip("\n")
 
 
+@pytest.mark.backend_neutral
 def test_to_dict_is_plain_and_complete():
     report = _learned()
     d = report.to_dict()
@@ -42,6 +44,7 @@ def test_to_dict_is_plain_and_complete():
     assert report.scales == {"dense/kernel": 0.5}
 
 
+@pytest.mark.backend_neutral
 def test_plot_writes_a_file_with_the_agg_backend(tmp_path):
     matplotlib = pytest.importorskip("matplotlib")
     matplotlib.use("Agg")
@@ -64,11 +67,13 @@ def test_plot_writes_a_file_with_the_agg_backend(tmp_path):
     plt.close(fig)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("verbose,want", [("auto", 1), (0, 0), (1, 1), (2, 2)])
 def test_resolve_verbose(verbose, want):
     assert resolve_verbose(verbose) == want
 
 
+@pytest.mark.backend_neutral
 def test_resolve_verbose_names_the_argument():
     with pytest.raises(ValueError, match="Argument `verbose`.*Received: verbose=3"):
         resolve_verbose(3)

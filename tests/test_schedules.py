@@ -13,6 +13,7 @@ def decay():
     return keras.optimizers.schedules.ExponentialDecay(LR, decay_steps=7, decay_rate=0.5)
 
 
+@pytest.mark.backend_neutral
 def test_warmup_values_follow_the_formula_then_stay_constant():
     schedule = QuadraticWarmup(LR, T)
     for step in [0, 1, 7, T // 2, T - 1]:
@@ -21,6 +22,7 @@ def test_warmup_values_follow_the_formula_then_stay_constant():
         assert float(schedule(step)) == pytest.approx(LR, rel=1e-6)
 
 
+@pytest.mark.backend_neutral
 def test_after_schedule_is_shifted_by_the_warmup():
     after = decay()
     schedule = QuadraticWarmup(LR, T, after=after)
@@ -30,12 +32,14 @@ def test_after_schedule_is_shifted_by_the_warmup():
         assert float(schedule(step)) == pytest.approx(LR * (step / T) ** 2, rel=1e-6, abs=1e-12)
 
 
+@pytest.mark.backend_neutral
 def test_after_schedule_with_integer_boundaries_gets_integer_steps():
     after = keras.optimizers.schedules.PiecewiseConstantDecay([5, 10], [LR, LR / 2, LR / 4])
     schedule = QuadraticWarmup(LR, T, after=after)
     assert [float(schedule(T + k)) for k in (0, 6, 11)] == pytest.approx([LR, LR / 2, LR / 4])
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("after", [None, "decay"])
 def test_continuous_at_the_end_of_the_warmup(after):
     schedule = QuadraticWarmup(LR, T, after=decay() if after else None)
@@ -57,6 +61,7 @@ def test_in_an_optimizer_and_under_tf_function():
         assert float(compiled(step)) == pytest.approx(float(schedule(value)), rel=1e-6)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("after", [None, "decay"])
 def test_serialize_round_trip(after):
     schedule = QuadraticWarmup(LR, T, after=decay() if after else None)
@@ -73,6 +78,7 @@ def test_serialize_round_trip(after):
     assert float(again(T + 13)) == pytest.approx(float(schedule(T + 13)), rel=1e-6)
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize(
     "kwargs, argument",
     [
@@ -88,6 +94,7 @@ def test_bad_arguments_name_the_argument(kwargs, argument):
         QuadraticWarmup(**kwargs)
 
 
+@pytest.mark.backend_neutral
 def test_learning_rate_value_is_kept_as_a_float():
     assert np.isclose(QuadraticWarmup(1, 5).get_config()["learning_rate"], 1.0)
     assert isinstance(QuadraticWarmup(1, 5).get_config()["learning_rate"], float)

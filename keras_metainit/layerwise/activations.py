@@ -142,8 +142,16 @@ def layer_inputs(model: keras.Model, layer: keras.layers.Layer, x, calls: int = 
     Raises:
         LayerwiseError: the model called the layer fewer than ``calls`` times.
 
-    Example:
-        >>> h = layer_inputs(model, model.get_layer("block_2_conv"), x[:128])[0]
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_metainit.layerwise import layer_inputs
+        >>> shared = keras.layers.Dense(8, "tanh")
+        >>> inp = keras.Input((8,))
+        >>> model = keras.Model(inp, shared(shared(inp)))  # one layer, called twice
+        >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+        >>> first, second = layer_inputs(model, shared, x, calls=2)
+        >>> bool(np.allclose(first, x)), bool(np.allclose(second, shared(x), atol=1e-6))
+        (True, True)
     """
     parts: List[List[np.ndarray]] = [[] for _ in range(calls)]
     for start in range(0, num_examples(x), chunk):
@@ -174,8 +182,14 @@ def layer_input(model: keras.Model, layer: keras.layers.Layer, x) -> np.ndarray:
     Returns:
         The activations, a NumPy array with one row per example.
 
-    Example:
-        >>> h = layer_input(model, model.layers[2], x[:128])  # what layer 2 receives
+    Examples:
+        >>> import keras, numpy as np
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+        >>> from keras_metainit.layerwise import layer_input
+        >>> layer_input(model, model.layers[1], x).shape  # what the last Dense receives
+        (32, 16)
     """
     return layer_inputs(model, layer, x, calls=1)[0]
 
@@ -207,9 +221,17 @@ def conv_patches(x, kernel_size: Sequence[int], strides: Sequence[int] = (1, 1),
         Patches ``(N, *spatial_out, prod(kernel_size)·C)`` (channels last whatever
         ``data_format``), NumPy.
 
-    Example:
+    Examples:
+        >>> import keras, numpy as np
+        >>> from keras_metainit.layerwise import conv_patches
+        >>> conv = keras.layers.Conv2D(4, 3, strides=2, padding="same", use_bias=False)
+        >>> x = np.random.default_rng(0).normal(size=(2, 7, 7, 3)).astype("float32")
+        >>> y = conv(x)
         >>> p = conv_patches(x, conv.kernel_size, conv.strides, conv.padding, conv.dilation_rate)
-        >>> y = p @ conv.kernel.numpy().reshape(-1, conv.filters)   # == conv(x) without bias
+        >>> p.shape
+        (2, 4, 4, 27)
+        >>> bool(np.allclose(p @ conv.kernel.numpy().reshape(-1, conv.filters), y, atol=1e-5))
+        True
     """
     if padding not in ("valid", "same", "causal"):
         raise ValueError("Argument `padding` must be 'valid', 'same' or 'causal'. "

@@ -167,7 +167,9 @@ def register_layer(layer_class: Type[keras.layers.Layer],
         view: a function of a built layer returning its :class:`LayerView` (or a string: the
             reason to skip that layer).
 
-    Example:
+    Examples:
+        >>> import keras, keras_metainit, numpy as np
+        >>> from keras_metainit.layerwise import LayerView, MatmulStage, register_layer
         >>> class Affine(keras.layers.Layer):      # y = relu(x @ w + b)
         ...     def build(self, shape):
         ...         self.w = self.add_weight((shape[-1], 8))
@@ -176,6 +178,11 @@ def register_layer(layer_class: Type[keras.layers.Layer],
         ...         return keras.activations.relu(x @ self.w + self.b)
         >>> register_layer(Affine, lambda layer: LayerView(
         ...     [MatmulStage(layer.w, layer.b)], activation=keras.activations.relu))
+        >>> model = keras.Sequential([keras.Input((12,)), Affine(), keras.layers.Dense(3)])
+        >>> x = np.random.default_rng(0).normal(size=(64, 12)).astype("float32")
+        >>> report = keras_metainit.meta_initialize(model, x, method="lsuv", verbose=0)
+        >>> [row["status"] for row in report.layers]  # Affine is set, not skipped
+        ['set', 'set']
     """
     if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
         raise ValueError("Argument `layer_class` must be a subclass of keras.layers.Layer. "
@@ -257,8 +264,17 @@ def preactivation_variance(layer: keras.layers.Layer, x_in) -> float:
     Raises:
         LayerwiseError: the pre-activation is not finite.
 
-    Example:
-        >>> v = preactivation_variance(model.layers[1], layer_input(model, model.layers[1], x))
+    Examples:
+        >>> import keras, numpy as np
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> x = np.random.default_rng(0).normal(size=(32, 8)).astype("float32")
+        >>> from keras_metainit.layerwise import layer_input, preactivation_variance
+        >>> dense = model.layers[1]
+        >>> h = layer_input(model, dense, x)
+        >>> v = preactivation_variance(dense, h)  # of h @ kernel + bias, before any activation
+        >>> bool(np.isclose(v, np.var(h @ dense.kernel.numpy() + dense.bias.numpy()), rtol=1e-4))
+        True
     """
     view = _view_or_raise(layer)
     parts = x_in if isinstance(x_in, list) else [x_in]

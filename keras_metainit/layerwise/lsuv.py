@@ -86,12 +86,17 @@ class LSUV(LayerwiseMethod):
         seed: seed of the orthonormal kernels (default: the ``seed`` of ``meta_initialize``;
             the ``i``-th layer of the walk uses ``seed + i``).
 
-    Example:
-        >>> import keras, keras_metainit
-        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
-        ...                           keras.layers.Dense(10)])
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method="lsuv", verbose=0)
-        >>> print(report)  # one row per layer: var_before -> var_after (1.0), iterations
+    Examples:
+        >>> import keras, keras_metainit, numpy as np
+        >>> from keras_metainit.methods import LSUV
+        >>> model = keras.Sequential([keras.Input((16, 16, 1)),
+        ...                           keras.layers.Conv2D(8, 3, activation="relu"),
+        ...                           keras.layers.Flatten(), keras.layers.Dense(10)])
+        >>> images = np.random.rand(32, 16, 16, 1).astype("float32")  # no labels needed
+        >>> report = keras_metainit.meta_initialize(model, images, method=LSUV(tol=0.05),
+        ...                                         verbose=0)
+        >>> [round(row["var_after"], 1) for row in report.layers]  # each layer's, within tol
+        [1.0, 1.0]
 
     Reference:
         Mishkin & Matas, "All you need is a good init", ICLR 2016.

@@ -96,11 +96,17 @@ class Sylvester(LayerwiseMethod):
         rescale: rescale each kernel to unit pre-activation variance (True).
         seed: seed of the codes and subsampling (default: the ``seed`` of ``meta_initialize``).
 
-    Example:
-        >>> import keras_metainit
+    Examples:
+        >>> import keras, keras_metainit
+        >>> from keras_metainit.datasets import load_fashion_mnist
         >>> from keras_metainit.methods import Sylvester
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method=Sylvester(latent="labels"))
-        >>> print(report)
+        >>> x, y = load_fashion_mnist("train", flatten=True)
+        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(64, "relu"),
+        ...                           keras.layers.Dense(10)])
+        >>> report = keras_metainit.meta_initialize(model, (x[:500], y[:500]), verbose=0,
+        ...                                         method=Sylvester(latent="labels"))
+        >>> [row["status"] for row in report.layers]
+        ['set', 'set']
 
     Reference:
         Das, Bhalgat & Porikli, "Data-driven Weight Initialization with Sylvester Solvers", 2021

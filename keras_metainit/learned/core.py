@@ -27,9 +27,9 @@ from keras_metainit.report import InitReport, Progress
 __all__ = ["Run", "start", "drive", "select", "scaled", "all_finite", "guarded_update",
            "write_scales", "output_spread"]
 
-#: The outputs are *constant* (do not depend on the input) where their spread over the probe
-#: batch is at most this times ``max(1, mean |output|)``: float noise, e.g. logits of ~5e-11 that
-#: MobileNetV3Small (weights=None) starts with.
+#: The outputs are *constant* (every prediction the same) where their spread over the probe
+#: batch is at most this times ``max(1, mean |output|)``: e.g. the logits of ~1e-11 that
+#: MobileNetV3Small (weights=None, 32×32) starts with, or a 20-layer ReLU MLP at ×0.1 He (~1e-14).
 CONSTANT_SPREAD = 1e-6
 #: A candidate is *dead* where the start was not constant and its spread fell below both
 #: ``DEAD_RATIO`` times the start's and ``DEAD_SPREAD`` (in output units: logits, predictions):
@@ -179,8 +179,9 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
     report.before = guard.before
     if guard.no_signal:
         note = (f"no signal: the outputs do not depend on the input (their spread over the probe "
-                f"batch is {guard.start_spread:.2g}); a layer-wise method such as LSUV fixes "
-                f"this (method='lsuv', or method=['lsuv', '{method.name}'])")
+                f"batch is {guard.start_spread:.2g}: every prediction is the same); scaling "
+                f"tensors recovers from this slowly if at all, a layer-wise method such as LSUV "
+                f"fixes it (method='lsuv', or method=['lsuv', '{method.name}'])")
         report.notes.append(note)
         warnings.warn(f"{type(method).__name__}: {note}.", UserWarning, stacklevel=3)
     report.history = {n: [] for n in method.metric_names}

@@ -227,8 +227,15 @@ class Chain(Method):
     Args:
         methods: the stages, each a name, a method object or a serialized method; at least two.
 
-    Example:
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method=["lsuv", "gradinit"])
+    Examples:
+        >>> import keras, keras_metainit, numpy as np
+        >>> x = np.random.rand(64, 8).astype("float32")  # labels: random, as with data=None
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> report = keras_metainit.meta_initialize(model, x, method=["lsuv", "gradinit"],
+        ...                                         steps=3, batch_size=16, verbose=0)
+        >>> report.method, [stage.method for stage in report.stages]
+        ('lsuv+gradinit', ['lsuv', 'gradinit'])
 
     Reference:
         Not from a paper: composition is this suite's own.
@@ -269,7 +276,8 @@ def register(cls: Type[Method]) -> Type[Method]:
     Raises:
         ValueError: ``cls`` is not a :class:`Method` subclass or sets no aliases of its own.
 
-    Example:
+    Examples:
+        >>> import keras
         >>> from keras_metainit import methods, scale_opt
         >>> @methods.register
         ... class HalfNorm(methods.LearnedMethod):

@@ -36,8 +36,13 @@ class GradCosine(ConstrainedMethod):
         scale_invariant: normalize the scale gradient before RescaleAdam (not in the paper;
             see :class:`ConstrainedMethod`).
 
-    Example:
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method="nio")
+    Examples:
+        >>> import keras, keras_metainit
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "tanh"),
+        ...                           keras.layers.Dense(3)])
+        >>> report = model.meta_initialize(None, method="nio", steps=3, batch_size=16, verbose=0)
+        >>> report.method, sorted(report.after)
+        ('gradcosine', ['gc', 'gn', 'loss'])
 
     Reference:
         Yang, Wang, Zhou, Lin & Tao, "Towards Theoretically Inspired Neural Initialization

@@ -35,8 +35,17 @@ class GradInit(ConstrainedMethod):
         scale_invariant: normalize the scale gradient before RescaleAdam (not in the paper;
             see :class:`ConstrainedMethod`).
 
-    Example:
-        >>> report = keras_metainit.meta_initialize(model, (x, y), method="gradinit", steps=200)
+    Examples:
+        >>> import keras, keras_metainit, numpy as np
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16),
+        ...                           keras.layers.BatchNormalization(), keras.layers.ReLU(),
+        ...                           keras.layers.Dense(3)])
+        >>> rng = np.random.default_rng(0)
+        >>> data = (rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 3, 64))
+        >>> report = keras_metainit.meta_initialize(model, data, method="gradinit", steps=3,
+        ...                                         batch_size=16, verbose=0)
+        >>> report.steps_run, sorted(report.after)
+        (3, ['gnorm', 'lookahead', 'loss'])
 
     Reference:
         Zhu, Ni, Xu, Kong, Huang & Goldstein, "GradInit: Learning to Initialize Neural Networks

@@ -38,11 +38,14 @@ class MetaInit(LearnedMethod):
             proportional to its norm: a classifier head of norm 0.2 is not driven to the floor
             by steps sized for norms of 10; :func:`~keras_metainit.scale_opt.sign_momentum`).
 
-    Example:
+    Examples:
         >>> import keras, keras_metainit
-        >>> model = keras.Sequential([keras.Input((784,)), keras.layers.Dense(256, "relu"),
-        ...                           keras.layers.Dense(10)])
-        >>> report = model.meta_initialize(None, method=keras_metainit.methods.MetaInit(steps=50))
+        >>> model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, "relu"),
+        ...                           keras.layers.Dense(3)])
+        >>> method = keras_metainit.methods.MetaInit(steps=5, batch_size=16)
+        >>> report = model.meta_initialize(None, method=method, verbose=0)  # random data
+        >>> report.steps_run, sorted(report.after)
+        (5, ['gq', 'loss'])
 
     Reference:
         Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",

@@ -1,6 +1,6 @@
 """Keras's JAX backend.
 
-- Cross-backend (any in-process backend; run by CI's TensorFlow step): ``tests/jax_script.py`` in
+- Cross-backend (any in-process backend; run by CI's TensorFlow step): ``tests/scripts/jax_script.py`` in
   a subprocess under ``KERAS_BACKEND=tensorflow`` and ``KERAS_BACKEND=jax`` on the same saved
   weights and batches; GQ, GradCosine, GradInit's look-ahead and their scale gradients, the
   diagnostics and ``meta_initialize``'s scales agree to 1e-5 (relative, float32); and JAX under
@@ -26,7 +26,7 @@ ON_JAX = keras.backend.backend() == "jax"
 on_jax = pytest.mark.skipif(not ON_JAX, reason="needs KERAS_BACKEND=jax in this process "
                                                "(CI runs this file again under JAX)")
 RTOL = 1e-5
-SCRIPT = os.path.join(os.path.dirname(__file__), "jax_script.py")
+SCRIPT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "scripts", "jax_script.py")
 
 
 def _run(backend, workdir, out, methods, env_extra=None, args=()):

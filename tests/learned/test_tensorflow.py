@@ -1,4 +1,4 @@
-"""Every method of meta_initialize under MirroredStrategy over two logical CPU devices gives the
+"""learned/tensorflow.py's strategy plumbing: every method of meta_initialize under MirroredStrategy over two logical CPU devices gives the
 single-device result, and leaves the model's variables mirrored and equal across replicas."""
 import json
 import os
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).with_name("distributed_script.py")
+SCRIPT = Path(__file__).parents[1] / "scripts" / "distributed_script.py"
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,16 @@
-"""methods.py: the registry, get/serialize/deserialize, argument checks, the constrained base."""
+"""methods/base.py and the registry in methods/__init__.py: register, get, serialize,
+deserialize, available, every method's argument checks, the constrained base."""
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_metainit as km
 from keras_metainit import methods
 
 
@@ -18,6 +26,7 @@ NON_DEFAULT = {
 }
 
 
+@pytest.mark.backend_neutral
 @pytest.mark.parametrize("name", methods.available())
 def test_every_registered_method_round_trips(name):
     method = methods.get(name, **NON_DEFAULT.get(name, {}))
@@ -32,6 +41,7 @@ def test_every_registered_method_round_trips(name):
     assert methods.get(method) is method
 
 
+@pytest.mark.backend_neutral
 def test_available_lists_one_name_per_class_in_definition_order():
     assert methods.available() == ["metainit", "gradinit", "gradcosine", "lsuv", "sylvester"]
     assert methods.available(methods.LearnedMethod) == ["metainit", "gradinit", "gradcosine"]
@@ -41,6 +51,7 @@ def test_available_lists_one_name_per_class_in_definition_order():
         assert isinstance(methods.get(alias), cls)
 
 
+@pytest.mark.backend_neutral
 def test_options_override_a_config_and_unknown_names_are_refused():
     method = methods.get({"class_name": "GradInit", "config": {"steps": 7}}, lr=0.5)
     assert (method.steps, method.lr) == (7, 0.5)
@@ -79,6 +90,7 @@ def test_bad_arguments_raise_value_error_naming_the_argument(cls, kwargs):
         cls(**kwargs)
 
 
+@pytest.mark.backend_neutral
 def test_a_subclass_without_its_own_aliases_does_not_take_over_its_parents():
     before = dict(methods._REGISTRY)
 
@@ -95,6 +107,7 @@ def test_a_subclass_without_its_own_aliases_does_not_take_over_its_parents():
         methods._REGISTRY.update(before)
 
 
+@pytest.mark.backend_neutral
 def test_register_and_unregister_a_method_of_ones_own():
     class Mine(methods.MetaInit):
         aliases = ("mine_for_the_test",)
@@ -109,37 +122,6 @@ def test_register_and_unregister_a_method_of_ones_own():
     with pytest.raises(ValueError, match="Unknown method 'mine_for_the_test'.*register"):
         methods.get("mine_for_the_test")
     assert methods.available() == [cls.aliases[0] for cls in methods.ALL_OBJECTS]
-
-
-def _least_squares(params, batch):
-    """Per-example loss ½‖x_i W − y_i‖² of a linear map."""
-    x, y = batch
-    return 0.5 * tf.reduce_sum(tf.square(tf.matmul(x, params[0]) - y), axis=1)
-
-
-def _reference(w, x, y, eta, ord):
-    """Gradient norm and look-ahead loss of the linear least squares, in float64 NumPy."""
-    g = x.T @ (x @ w - y) / len(x)
-    gnorm = np.abs(g).sum() if ord == 1 else np.sqrt((g ** 2).sum())
-    direction = np.sign(g) if ord == 1 else g / np.sqrt((g ** 2).sum())
-    stepped = w - eta * direction
-    look = 0.5 * ((x @ stepped - y) ** 2).sum(axis=1).mean() / eta
-    return gnorm, look
-
-
-@pytest.mark.parametrize("step", ["sgd", "adam"])
-def test_constrained_base_picks_the_gradient_norm_above_gamma(step):
-    rng = np.random.default_rng(0)
-    w, x, y = rng.normal(size=(3, 2)), rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
-    gnorm, look = _reference(w, x, y, eta=0.1, ord=1 if step == "adam" else 2)
-    batch = (tf.constant(x), tf.constant(y))
-    for gamma, want, constraint in ((gnorm / 2, gnorm, True), (gnorm * 2, look, False)):
-        method = methods.GradInit(gamma=float(gamma), eta=0.1, step=step, overlap=1.0)
-        value, picked, metrics = method.objective(_least_squares, [tf.constant(w)], (batch, batch))
-        assert bool(picked) is constraint
-        np.testing.assert_allclose(float(value), want, rtol=1e-10)
-        np.testing.assert_allclose(float(metrics["gnorm"]), gnorm, rtol=1e-10)
-        np.testing.assert_allclose(float(metrics["lookahead"]), look, rtol=1e-10)
 
 
 @pytest.mark.parametrize("cls", [methods.GradInit, methods.GradCosine])
@@ -161,3 +143,33 @@ def test_constrained_methods_share_the_rescale_adam_update():
                         tf.ones(1), tf.constant(False))
         np.testing.assert_allclose(s.numpy(), [0.5], rtol=1e-5)  # Adam's first step is lr
     assert methods.MetaInit.tunes_description == "trainable tensors with ndim >= 2"
+
+
+@pytest.mark.backend_neutral
+def test_the_base_imports_none_of_the_methods_it_resolves():
+    """``methods/base.py`` (and the walk its ``LayerwiseMethod.run`` imports) load no method
+    module: imported with the package ``__init__`` files left out (they import everything), the
+    modules that get loaded hold no subclass of ``Method``."""
+    root = Path(km.__file__).parent
+    code = textwrap.dedent("""
+        import importlib, sys, types
+        root = sys.argv[1]
+        for name, sub in (("keras_metainit", ""), ("keras_metainit.methods", "/methods"),
+                          ("keras_metainit.layerwise", "/layerwise")):
+            package = types.ModuleType(name)  # an empty package: its __init__ does not run
+            package.__path__ = [root + sub]
+            sys.modules[name] = package
+        importlib.import_module("keras_metainit.methods.base")
+        importlib.import_module("keras_metainit.layerwise.walk")
+        print(" ".join(sorted(n for n in sys.modules if n.startswith("keras_metainit."))))
+    """)
+    out = subprocess.run([sys.executable, "-c", code, str(root)], capture_output=True, text=True,
+                         timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    loaded = set(out.stdout.split())
+    assert {"keras_metainit.methods.base", "keras_metainit.layerwise.walk"} <= loaded
+    subclasses = {"keras_metainit.methods.metainit", "keras_metainit.methods.gradinit",
+                  "keras_metainit.methods.gradcosine", "keras_metainit.layerwise.lsuv",
+                  "keras_metainit.layerwise.sylvester"}
+    assert subclasses == {cls.__module__ for cls in methods.ALL_OBJECTS}  # the list is complete
+    assert not loaded & subclasses, sorted(loaded & subclasses)

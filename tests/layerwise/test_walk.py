@@ -9,20 +9,12 @@ import tensorflow as tf
 
 import keras_metainit as km
 from keras_metainit import layerwise
-from keras_metainit.losses import LossSpec
+from keras_metainit.data import DataError
+from keras_metainit.datasets import load_fashion_mnist
+from keras_metainit.layerwise import LayerwiseError
 from keras_metainit.methods import LSUV, Sylvester
-
-SPARSE = LossSpec(keras.losses.SparseCategoricalCrossentropy(from_logits=True), "sparse", "argument")
-
-
-def stream(x, y=None, batch=None):
-    y = np.zeros(len(x), np.int64) if y is None else y
-    ds = tf.data.Dataset.from_tensor_slices((x.astype(np.float32), y))
-    return ds.batch(batch or len(x)).repeat()
-
-
-def images(n=32, size=8, channels=3, seed=0):
-    return np.random.default_rng(seed).standard_normal((n, size, size, channels)).astype(np.float32)
+from tests.layerwise.util import (SPARSE, assert_unchanged, images, mlp, run_lsuv, run_sylvester,
+                                  stream, weights)
 
 
 def preact_var(model, layer, x, call=0):
@@ -122,27 +114,6 @@ def test_depthwise_and_separable_convolutions_are_set(method):
     assert abs(np.var(np.asarray(dw_out)) - 1) < tol
 
 
-def test_sylvester_default_on_a_conv_with_more_filters_than_examples():
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8, 3))
-    h = keras.layers.Conv2D(48, 3, padding="same", activation="relu", name="wide")(inp)
-    h = keras.layers.GlobalAveragePooling2D()(h)
-    out = keras.layers.Dense(40, name="dense")(h)
-    model = keras.Model(inp, out)
-    x = images(96, 8, 3)  # batches of 16 examples: fewer than either layer's units
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", UserWarning)
-        rows = Sylvester().run(model, stream(x, batch=16), SPARSE, seed=0)
-    conv, dense = rows
-    assert conv["latent"] == dense["latent"] == "orthogonal"
-    assert conv["status"] == dense["status"] == "set"
-    assert conv["samples"] > 48 and dense["samples"] > 40  # patches; more batches for the Dense
-    assert conv["var_after"] == pytest.approx(1, abs=1e-3)
-    # max_samples below the units: an orthogonal code still gets k + 1 rows
-    rows = Sylvester(max_samples=8).run(model, stream(x, batch=16), SPARSE, seed=0)
-    assert [(r["samples"], r["latent"]) for r in rows] == [(49, "orthogonal"), (41, "orthogonal")]
-
-
 def test_shared_layer_is_set_from_all_its_calls():
     keras.utils.set_random_seed(0)
     inp = keras.Input((12,))
@@ -155,50 +126,6 @@ def test_shared_layer_is_set_from_all_its_calls():
     pooled = (preact_var(model, shared, x, 0) + preact_var(model, shared, x, 1)) / 2
     assert abs(pooled - 1) < 0.1  # over both calls (zero bias: both zero-mean)
     assert abs(rows[0]["var_after"] - 1) < 0.02
-
-
-def test_a_custom_layer_is_taught_with_register_layer():
-    class Affine(keras.layers.Layer):
-        def build(self, shape):
-            self.w = self.add_weight((shape[-1], 8))
-            self.b = self.add_weight((8,), initializer="ones")
-
-        def call(self, x):
-            return keras.activations.relu(x @ self.w + self.b)
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((12,))
-    model = keras.Model(inp, keras.layers.Dense(3)(Affine(name="affine")(inp)))
-    x = np.random.default_rng(0).standard_normal((64, 12)).astype(np.float32)
-    with pytest.warns(UserWarning, match="unsupported layer kind Affine.*register_layer"):
-        rows = LSUV().run(model, stream(x), SPARSE, seed=0)
-    assert rows[0]["status"].startswith("skipped: unsupported layer kind Affine")
-    layerwise.register_layer(Affine, lambda layer: layerwise.LayerView(
-        [layerwise.MatmulStage(layer.w, layer.b)], activation=keras.activations.relu))
-    rows = LSUV().run(model, stream(x), SPARSE, seed=0)
-    assert rows[0]["status"] == "set" and abs(rows[0]["var_after"] - 1) < 0.1
-    np.testing.assert_array_equal(model.get_layer("affine").b.numpy(), 0)
-    # a wrong view is caught on the probe, not written
-    layerwise.register_layer(Affine, lambda layer: layerwise.LayerView(
-        [layerwise.MatmulStage(layer.w, layer.b)]))  # forgot the relu
-    with pytest.warns(UserWarning, match="'affine'.*not the linear map"):
-        rows = LSUV().run(model, stream(x), SPARSE, seed=0)
-    assert rows[0]["status"].startswith("skipped")
-
-
-def test_a_dense_subclass_with_other_maths_is_skipped():
-    class Doubled(keras.layers.Dense):
-        def call(self, x):
-            return 2.0 * super().call(x)
-
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((12,))
-    model = keras.Model(inp, keras.layers.Dense(3)(Doubled(8, name="doubled")(inp)))
-    x = np.random.default_rng(0).standard_normal((64, 12)).astype(np.float32)
-    with pytest.warns(UserWarning, match="'doubled'.*overrides `call`") as record:
-        rows = LSUV().run(model, stream(x), SPARSE, seed=0)
-    assert rows[0]["status"].startswith("skipped") and rows[1]["status"] == "set"
-    assert record[0].filename == __file__  # attributed to the caller, whatever the depth
 
 
 def test_transposed_convolution_lsuv_sets_it_sylvester_skips_it():
@@ -238,55 +165,6 @@ def test_every_layer_is_restored_on_any_error(monkeypatch, error):
         assert "call" not in layer.__dict__  # no interception left behind
 
 
-def test_embedding_and_recurrent_layers_are_listed_with_a_reason():
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((6,), dtype="int32")
-    h = keras.layers.Embedding(20, 8, name="emb")(inp)
-    h = keras.layers.LSTM(5, name="lstm")(h)
-    model = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
-    x = np.random.default_rng(0).integers(0, 20, (32, 6))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rows = LSUV().run(model, tf.data.Dataset.from_tensors((x, np.zeros(32))).repeat(),
-                          SPARSE, seed=0)
-    status = {r["name"]: r["status"] for r in rows}
-    assert status["emb"].startswith("skipped: Embedding")
-    assert any(s.startswith("skipped: recurrent cell") for s in status.values())
-    assert status["out"] == "set"
-
-
-@pytest.mark.parametrize("make,shape", [
-    (lambda: keras.layers.Dense(5), (7, 3, 6)),
-    (lambda: keras.layers.EinsumDense("abc,cde->abde", (3, 2, 4), bias_axes="de"), (7, 3, 6)),
-    (lambda: keras.layers.Conv1D(4, 3, padding="causal", dilation_rate=2), (5, 11, 3)),
-    (lambda: keras.layers.Conv2D(4, (3, 2), strides=2, padding="same"), (5, 9, 8, 3)),
-    (lambda: keras.layers.Conv3D(4, 2, padding="same"), (3, 4, 5, 4, 2)),
-    (lambda: keras.layers.DepthwiseConv2D(3, depth_multiplier=2, strides=2), (5, 9, 9, 3)),
-    (lambda: keras.layers.Conv2D(6, 3, groups=3, strides=2, padding="same"), (5, 9, 9, 6)),
-    (lambda: keras.layers.Conv1D(4, 2, groups=2, dilation_rate=2), (5, 11, 4)),
-    (lambda: keras.layers.SeparableConv2D(4, 3, depth_multiplier=2, padding="same"), (5, 6, 6, 3)),
-])
-def test_every_view_is_the_layer_and_its_rows_times_its_matrices(make, shape):
-    keras.utils.set_random_seed(0)
-    layer = make()
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    layer.build(shape)
-    view = layerwise.view_of(layer)
-    for v in view.variables:  # biases non-zero, so that they are checked too
-        v.assign(np.random.default_rng(1).standard_normal(tuple(v.shape)).astype(np.float32))
-    np.testing.assert_allclose(view.output(x), layer(x), rtol=1e-4, atol=1e-4)
-    h = x
-    for stage in view.stages:  # each stage: rows (n, G, d) times matrices (G, d, k) = its output
-        out = stage.output(h)
-        r, w = stage.rows(h), stage.matrix()
-        z = np.einsum("ngd,gdk->ngk", r, w).reshape(len(r), -1)
-        bias = 0 if stage.bias is None else stage.bias.numpy().reshape(-1)
-        np.testing.assert_allclose(z + bias, out.reshape(len(r), -1), rtol=1e-4, atol=1e-4)
-        stage.assign(w)  # and the matrices write back to the same kernel
-        np.testing.assert_allclose(stage.output(h), out, rtol=1e-6, atol=1e-6)
-        h = out
-
-
 def test_a_model_with_a_dict_of_inputs():
     keras.utils.set_random_seed(0)
     a, b = keras.Input((6,), name="a"), keras.Input((4, 4, 2), name="b")
@@ -303,3 +181,112 @@ def test_a_model_with_a_dict_of_inputs():
             rows = method.run(model, data, SPARSE, seed=0)
         assert sorted(r["name"] for r in rows) == ["conv", "da", "out"]
         assert all(r["status"] == "set" and abs(r["var_after"] - 1) < 0.1 for r in rows)
+
+
+class Linear(keras.layers.Layer):
+    """x @ w: a custom layer with a kernel (no view registered)."""
+
+    def __init__(self, units, **kw):
+        super().__init__(**kw)
+        self.units = units
+
+    def build(self, shape):
+        self.w = self.add_weight((shape[-1], self.units))
+
+    def call(self, x):
+        return x @ self.w
+
+
+def test_nan_activations_name_the_layer_and_leave_the_model_unchanged():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((12,))
+    h = Linear(8, name="custom")(inp)  # a kind the methods do not know: skipped
+    out = keras.layers.Dense(4, name="after_custom")(h)
+    model = keras.Model(inp, out)
+    model.get_layer("custom").w.assign(np.full((12, 8), np.nan, np.float32))
+    before = weights(model)
+    x = np.ones((32, 12), np.float32)
+    for run in (lambda: run_lsuv(model, stream(x)),
+                lambda: run_sylvester(model, stream(x), SPARSE, latent="random")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with pytest.raises(LayerwiseError, match="'after_custom'.*NaN"):
+                run()
+        assert_unchanged(model, before)
+
+
+def test_nan_batch_is_a_data_error():
+    model = mlp()
+    x = np.ones((32, 12))
+    x[3, 4] = np.nan
+    with pytest.raises(DataError, match="NaN"):
+        run_lsuv(model, stream(x))
+
+
+def functional_cnn():
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(8, 3, strides=2, activation="relu", name="conv")(inp)
+    h = keras.layers.DepthwiseConv2D(3, name="depthwise")(h)
+    h = keras.layers.Conv2D(8, 1, groups=2, name="grouped")(h)
+    h = keras.layers.Flatten()(h)
+    h = keras.layers.Dense(24, activation="relu", name="hidden")(h)
+    return keras.Model(inp, keras.layers.Dense(10, name="logits")(h))
+
+
+@pytest.mark.parametrize("method", ["lsuv", "sylvester_labels"])
+def test_meta_initialize_on_a_functional_model(method, fmnist):
+    x, y = fmnist
+    x, y = x[:512].reshape(-1, 28, 28, 1), y[:512]
+    model = functional_cnn()
+    chosen = "lsuv" if method == "lsuv" else Sylvester(latent="labels", max_samples=512)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # no layer skipped
+        report = km.meta_initialize(model, (x, y), method=chosen, seed=0, verbose=0)
+    rows = {r["name"]: r for r in report.layers}
+    assert list(rows) == ["conv", "depthwise", "grouped", "hidden", "logits"]
+    for name in ("conv", "depthwise", "grouped", "hidden", "logits"):
+        assert rows[name]["status"].startswith("set")
+        assert rows[name]["var_after"] == pytest.approx(1, abs=0.1)
+    text = str(report)
+    assert "layers:" in text
+    assert all(name in text for name in rows)
+    if method != "lsuv":
+        assert "residual" in text and rows["logits"]["samples"] == 512
+        # the label code makes the initialized net a classifier already (chance is 0.1)
+        xt, yt = load_fashion_mnist("test")
+        acc = np.mean(np.argmax(model.predict(xt[:500], verbose=0), -1) == yt[:500])
+        assert acc > 0.4, acc
+
+
+def test_subclassed_model_is_set():
+    class Net(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.d1, self.d2 = keras.layers.Dense(8, "relu"), keras.layers.Dense(3)
+
+        def call(self, x):
+            return self.d2(self.d1(x))
+
+    model = Net()
+    x = np.random.default_rng(0).standard_normal((64, 12)).astype(np.float32)
+    model(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        report = km.meta_initialize(model, x, method="lsuv", verbose=0)
+    assert [r["status"] for r in report.layers] == ["set", "set"]
+    assert all(abs(r["var_after"] - 1) < 0.1 for r in report.layers)
+
+
+def test_a_loaded_sequential_model_is_not_taken_for_shared_layers(tmp_path):
+    """load_model leaves extra inbound nodes on a Sequential's layers; only calls within the
+    model's own graph count, so every layer is still set."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((20,))] + [keras.layers.Dense(16, "relu") for _ in range(3)]
+                             + [keras.layers.Dense(3)])
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert max(len(layer._inbound_nodes) for layer in loaded.layers) > 1  # the trap is there
+    x = np.random.default_rng(0).normal(size=(256, 20)).astype("float32")
+    report = km.meta_initialize(loaded, (x, np.arange(256) % 3), method="lsuv", verbose=0)
+    assert [row["status"] for row in report.layers] == ["set"] * 4

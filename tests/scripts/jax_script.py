@@ -1,10 +1,10 @@
-"""Cross-backend check, run by tests/test_jax.py in a subprocess under one Keras backend
+"""Cross-backend check, run by tests/learned/test_jax.py in a subprocess under one Keras backend
 (``KERAS_BACKEND`` set by the caller): the objectives, their scale gradients, the diagnostics and
 ``meta_initialize``'s scales on fixed weights and batches, written as JSON.
 
-    KERAS_BACKEND=jax python tests/jax_script.py WORKDIR OUT.json [--methods metainit,...]
+    KERAS_BACKEND=jax python tests/scripts/jax_script.py WORKDIR OUT.json [--methods metainit,...]
     KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-        python tests/jax_script.py WORKDIR OUT.json --models mlp --data-parallel
+        python tests/scripts/jax_script.py WORKDIR OUT.json --models mlp --data-parallel
 
 ``WORKDIR`` holds ``weights_<model>.npz`` and ``batch.npz``; whichever run comes first writes them
 (NumPy draws, no backend involved) and the next reads them, so both backends see the same numbers.

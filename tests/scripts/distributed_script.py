@@ -1,4 +1,4 @@
-"""Run by tests/test_distribute.py in a subprocess: the CPU split into two logical devices must be
+"""Run by tests/learned/test_tensorflow.py in a subprocess: the CPU split into two logical devices must be
 configured before TensorFlow creates any device, which a test process has long done.
 
 Prints one JSON object: for each case, the largest relative difference between the scales (or

@@ -27,8 +27,9 @@ from keras import ops
 
 from keras_metainit.initializers import SeedLike, _compute_fans, _FreshSeedInitializer, _work_dtype
 from keras_metainit.methods.base import AnalyticMethod
-from keras_metainit.transformers.blocks import BlockScan, find_blocks
-from keras_metainit.transformers.rules import KernelRule, apply_rules, check_role, scan_notes
+from keras_metainit.transformers.blocks import BlockScan
+from keras_metainit.transformers.rules import (KernelRule, apply_rules, blocks_of, check_role,
+                                               scan_notes)
 from keras_metainit.validation import check, is_int, is_real
 
 __all__ = ["deepnorm_constants", "DeepNormInit", "DeepNormResidual", "DeepNorm", "SOURCES"]
@@ -252,7 +253,7 @@ class DeepNorm(AnalyticMethod):
         return rules, [f"DeepNorm ({self.source}): {summary}"] + notes
 
     def run(self, model, *, seed: int):
-        scan = find_blocks(model)
+        scan = blocks_of(model, type(self).__name__)
         rules, notes = self.rules(scan)
         return apply_rules(rules, scan, self.seed if self.seed is not None else seed,
                            notes + scan_notes(scan), type(self).__name__)

@@ -19,10 +19,10 @@ import numpy as np
 
 from keras_metainit.layerwise.activations import to_numpy, warn
 from keras_metainit.layerwise.kinds import view_of
-from keras_metainit.transformers.blocks import ROLES, BlockScan
+from keras_metainit.transformers.blocks import ROLES, BlockScan, find_blocks
 from keras_metainit.validation import check
 
-__all__ = ["KernelRule", "apply_rules", "check_role", "scan_notes"]
+__all__ = ["KernelRule", "apply_rules", "blocks_of", "check_role", "scan_notes"]
 
 
 @dataclasses.dataclass
@@ -83,6 +83,16 @@ def _matrix(layer) -> Tuple[Any, Tuple[int, int], Callable[[np.ndarray], None]] 
     return stage.kernel, (stage.fan_in, stage.units), lambda w: stage.assign(w[None])
 
 
+def blocks_of(model, title: str) -> BlockScan:
+    """:func:`~keras_metainit.transformers.find_blocks`, or a ``ValueError`` (listing what was
+    not identified) when the model has no attention block."""
+    scan = find_blocks(model)
+    if not scan.blocks:
+        raise ValueError(f"{title} found no attention block in the model {model.name!r}, so it "
+                         f"changed nothing.\n{scan}")
+    return scan
+
+
 def scan_notes(scan: BlockScan) -> List[str]:
     """The notes every Transformer method's report carries about what was found."""
     notes = [f"blocks: {scan.count('encoder')} encoder, {scan.count('decoder')} decoder "
@@ -115,12 +125,7 @@ def apply_rules(rules: List[KernelRule], scan: BlockScan, seed: int, notes: List
         ``part``, ``status`` = ``"set"``, ``init``, ``gain``, ``factor``, ``std``) and per skipped
         part (``name``, ``kind``, ``status`` = ``"skipped: <reason>"``); the notes.
 
-    Raises:
-        ValueError: no attention block was found (the message lists what was not identified).
     """
-    if not scan.blocks:
-        raise ValueError(f"{title} found no attention block in the model, so it changed nothing.\n"
-                         f"{scan}")
     for u in scan.unidentified:
         warn(f"{title}: not identified: '{u.name}' ({u.kind}): {u.reason}; its kernels are left "
              "as they are.")

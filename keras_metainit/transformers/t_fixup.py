@@ -23,8 +23,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import keras
 
 from keras_metainit.methods.base import AnalyticMethod
-from keras_metainit.transformers.blocks import BlockScan, find_blocks
-from keras_metainit.transformers.rules import KernelRule, apply_rules, check_role, scan_notes
+from keras_metainit.transformers.blocks import BlockScan
+from keras_metainit.transformers.rules import (KernelRule, apply_rules, blocks_of, check_role,
+                                               scan_notes)
 from keras_metainit.validation import check, is_int, is_real
 
 __all__ = ["t_fixup_factors", "TFixup", "t_fixup", "QK_GAIN"]
@@ -160,7 +161,7 @@ class TFixup(AnalyticMethod):
         return rules, skipped, notes
 
     def run(self, model, *, seed: int):
-        scan = find_blocks(model)
+        scan = blocks_of(model, type(self).__name__)
         rules, skipped, notes = self.rules(scan)
         return apply_rules(rules, scan, self.seed if self.seed is not None else seed,
                            notes + scan_notes(scan), type(self).__name__, skipped)

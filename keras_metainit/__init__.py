@@ -45,7 +45,7 @@ from keras_metainit.initializers import FixupInit, WNInit, WNResNetInit
 from keras_metainit.report import InitReport
 from keras_metainit.schedules import QuadraticWarmup
 from keras_metainit import callbacks  # noqa: E402  (imports the engine)
-from keras_metainit import transformers  # noqa: E402  (registers t_fixup and deepnorm)
+from keras_metainit import transformers  # noqa: E402
 from keras_metainit.transformers import DeepNormInit, DeepNormResidual  # noqa: E402
 
 __all__ = [

@@ -45,7 +45,8 @@ from keras_metainit.layerwise.stages import (
     ConvStage, DepthwiseStage, GroupedConvStage, MatmulStage, Stage, TransposeStage,
 )
 
-__all__ = ["LayerView", "register_layer", "view_of", "preactivation", "preactivation_variance"]
+__all__ = ["LayerView", "register_layer", "view_of", "preactivation", "preactivation_variance",
+           "is_keras_hub"]
 
 
 class LayerView:
@@ -206,6 +207,21 @@ def register_layer(layer_class: Type[keras.layers.Layer],
     _REGISTERED[layer_class] = view
 
 
+def is_keras_hub(layer, *names: str) -> bool:
+    """Whether ``layer`` is an instance of a keras_hub class of one of these names, read from its
+    class hierarchy: keras_hub is never imported, so it stays optional.
+
+    Args:
+        layer: any object.
+        *names: class names (``"PositionEmbedding"``, ``"TransformerEncoder"``, ...).
+
+    Returns:
+        True when a class of ``layer``'s hierarchy has one of the names and lives in keras_hub.
+    """
+    return any(c.__name__ in names and c.__module__.startswith("keras_hub.")
+               for c in type(layer).__mro__)
+
+
 def view_of(layer: keras.layers.Layer):
     """The layer's :class:`LayerView`, or the reason it cannot be set (a string).
 
@@ -229,8 +245,7 @@ def view_of(layer: keras.layers.Layer):
         return f"{type(layer).__name__}: a lookup table, it has no input activations to fit" + (
             " (its reverse call, the output projection, shares the table)"
             if getattr(layer, "tie_weights", False) else "")
-    hub = next((reason for cls in type(layer).__mro__ if cls.__module__.startswith("keras_hub.")
-                for name, reason in _KERAS_HUB.items() if cls.__name__ == name), None)
+    hub = next((reason for name, reason in _KERAS_HUB.items() if is_keras_hub(layer, name)), None)
     if hub is not None:
         return f"{type(layer).__name__}: {hub}"
     if hasattr(layer, "recurrent_kernel"):

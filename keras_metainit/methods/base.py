@@ -162,13 +162,9 @@ class LayerwiseMethod(Method):
 
 
 class AnalyticMethod(Method):
-    """A method that sets kernels by a rule read from the model's structure, without data or
-    steps (T-Fixup, DeepNorm).
-
-    ``meta_initialize`` hands it the built model and the run's seed; ``data`` is not read (an
-    unbuilt model is built from its first batch). In a chain (``["t_fixup", "gradinit"]``) the
-    next stage starts from the weights it set. Subclasses define :meth:`run`.
-    """
+    """A method that sets kernels by a rule read from the model's structure (T-Fixup, DeepNorm):
+    ``meta_initialize`` hands it the built model (an unbuilt one is built from the data's first
+    batch) and the run's seed. Subclasses define :meth:`run`."""
 
     def run(self, model, *, seed: int) -> Tuple[List[Dict[str, Any]], List[str]]:
         """Set ``model``'s kernels in place; return ``(rows, notes)``: one row per kernel set or

@@ -9,7 +9,7 @@ key at gain 1). The pieces a Keras user needs:
   model's own ``LayerNormalization``;
 - :class:`DeepNormInit`: Xavier normal with gain β, a Keras initializer;
 - :class:`DeepNorm`: the method (``model.meta_initialize(method="deepnorm")``) that draws every
-  projection of every block found by :func:`~keras_metainit.transformers.find_blocks` with its
+  projection of every block found by :func:`~keras_metainit.transformers.detect.find_blocks` with its
   gain, and says where a block's residual does not carry the α the model needs.
 
 The authors' code, microsoft/torchscale (commit 4d1e0e8), ``torchscale/architecture/encoder.py``
@@ -150,7 +150,7 @@ class DeepNormResidual(keras.layers.Add):
         a = keras.layers.MultiHeadAttention(heads, key_dim)(x, x)
         x = keras.layers.LayerNormalization()(DeepNormResidual(alpha)([x, a]))
 
-    It is a ``keras.layers.Add``, so :func:`~keras_metainit.transformers.find_blocks` reads it as
+    It is a ``keras.layers.Add``, so :func:`~keras_metainit.transformers.detect.find_blocks` reads it as
     the block's residual and the :class:`DeepNorm` method checks its α.
 
     Args:
@@ -196,7 +196,7 @@ class DeepNormResidual(keras.layers.Add):
 class DeepNorm(AnalyticMethod):
     """DeepNorm's initialization of every attention block, with a check of its residual α.
 
-    Finds the blocks (:func:`~keras_metainit.transformers.find_blocks`): N encoder and M decoder
+    Finds the blocks (:func:`~keras_metainit.transformers.detect.find_blocks`): N encoder and M decoder
     blocks give α and β by :func:`deepnorm_constants`. Every block's value and output
     projections and feed-forward kernels are drawn Xavier normal with gain β, its query and key
     projections with gain 1, each attention kernel in its matrix view ``(d_in, heads·d_head)``.

@@ -19,7 +19,8 @@ import numpy as np
 
 from keras_metainit.layerwise.activations import to_numpy, warn
 from keras_metainit.layerwise.kinds import view_of
-from keras_metainit.transformers.blocks import ROLES, BlockScan, find_blocks
+from keras_metainit.transformers.blocks import ROLES, BlockScan
+from keras_metainit.transformers.detect import find_blocks
 from keras_metainit.validation import check
 
 __all__ = ["KernelRule", "apply_rules", "blocks_of", "check_role", "scan_notes"]
@@ -84,7 +85,7 @@ def _matrix(layer) -> Tuple[Any, Tuple[int, int], Callable[[np.ndarray], None]] 
 
 
 def blocks_of(model, title: str) -> BlockScan:
-    """:func:`~keras_metainit.transformers.find_blocks`, or a ``ValueError`` (listing what was
+    """:func:`~keras_metainit.transformers.detect.find_blocks`, or a ``ValueError`` (listing what was
     not identified) when the model has no attention block."""
     scan = find_blocks(model)
     if not scan.blocks:
@@ -114,7 +115,7 @@ def apply_rules(rules: List[KernelRule], scan: BlockScan, seed: int, notes: List
 
     Args:
         rules: the kernels to draw.
-        scan: what :func:`~keras_metainit.transformers.find_blocks` found.
+        scan: what :func:`~keras_metainit.transformers.detect.find_blocks` found.
         seed: the seed of the draws (each kernel gets its own, from this one).
         notes: the method's notes, first in the report.
         title: the method's name in warnings.

@@ -7,7 +7,7 @@ from keras import layers as L
 
 from keras_metainit.transformers import (AttentionBlock, DeepNormResidual, find_blocks,
                                          register_block)
-from keras_metainit.transformers import blocks as blocks_lib
+from keras_metainit.transformers import detect
 
 
 def _layers(model, cls):
@@ -85,7 +85,7 @@ def test_unidentified_blocks_are_reported_and_left_alone():
 
 
 def test_register_block_teaches_a_subclassed_block(monkeypatch):
-    monkeypatch.setattr(blocks_lib, "_REGISTERED", {})
+    monkeypatch.setattr(detect, "_REGISTERED", {})
     register_block(_Block, lambda layer: AttentionBlock(
         layer.name, [layer.mha], [layer.up, layer.down], source="_Block", layer=layer))
     scan = find_blocks(_with_odd_layers())

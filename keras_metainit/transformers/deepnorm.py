@@ -66,7 +66,7 @@ def deepnorm_constants(encoder_layers: int = 0, decoder_layers: int = 0,
         ValueError: a negative count, no layers at all, or an unknown ``source``.
 
     Example:
-        >>> deepnorm_constants(encoder_layers=6)["encoder"]        # (1.861, 0.3195)
+        >>> deepnorm_constants(encoder_layers=6)["encoder"]        # (1.861, 0.3799)
         >>> deepnorm_constants(encoder_layers=6, decoder_layers=6)  # both stacks
 
     Reference:

@@ -32,6 +32,7 @@ from keras_metainit.transformers.blocks import (AttentionBlock, BlockScan, Input
                                                 Unidentified)
 from keras_metainit.transformers.graph import (MHA, descendants, graph_blocks, owns_kernel,
                                                read_tables)
+from keras_metainit.validation import check
 
 __all__ = ["find_blocks", "register_block"]
 
@@ -64,11 +65,9 @@ def register_block(layer_class: Type[keras.layers.Layer], reader: BlockReader) -
     Reference:
         The analogue of :func:`keras_metainit.layerwise.register_layer` for blocks.
     """
-    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
-        raise ValueError("Argument `layer_class` must be a subclass of keras.layers.Layer. "
-                         f"Received: layer_class={layer_class!r}")
-    if not callable(reader):
-        raise ValueError(f"Argument `reader` must be callable. Received: reader={reader!r}")
+    check(isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer),
+          "layer_class", layer_class, "a subclass of keras.layers.Layer")
+    check(callable(reader), "reader", reader, "callable")
     _REGISTERED[layer_class] = reader
 
 

@@ -62,7 +62,7 @@ def t_fixup_factors(encoder_layers: int = 0, decoder_layers: int = 0
         ValueError: a negative count, or no layers at all.
 
     Example:
-        >>> t_fixup_factors(encoder_layers=6)["encoder"]    # (0.4281, 0.4518)
+        >>> t_fixup_factors(encoder_layers=6)["encoder"]    # (0.4281, 0.3689)
 
     Reference:
         Huang, Perez, Ba & Volkovs, "Improving Transformer Optimization Through Better

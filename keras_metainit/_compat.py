@@ -16,13 +16,15 @@ Name                                   Why                                      
 ``keras.src.backend.jax``              ``_to_backend_layout``: a                   learned/jax.py
 ``.distribution_lib``                  ``keras.distribution`` layout as a JAX
                                        sharding
-``Functional._inputs_struct``,         a functional model's inputs in their        data.py
-``._nodes_by_depth``                   structure, and the layers that consume
-                                       them (an integer input's vocabulary)
+``Functional._inputs_struct``,         a functional model's inputs in their        data.py,
+``._nodes_by_depth``                   structure, and the layers that consume      transformers/
+                                       them (an integer input's vocabulary); the   graph.py
+                                       nodes of a graph in order
 ``Model._build_shapes_dict``           the input shapes a subclassed model was     data.py
                                        built with
 ``Layer._flatten_layers``              every sublayer, nested ones included        model_fn.py,
-                                                                                   layerwise/walk.py
+                                                                                   layerwise/walk.py,
+                                                                                   transformers/
 ``Layer._dtype_policy``                a lower-precision layer computes in         model_fn.py
                                        float32 during initialization
 ``Layer._call_has_training_arg``       whether ``call`` takes ``training``         model_fn.py

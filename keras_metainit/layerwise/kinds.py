@@ -7,18 +7,20 @@ linear map ``y = x ⋆ kernel (+ bias)`` with, for the Sylvester solve, the kern
 
 | layer | stages (groups × fan_in × units) |
 | --- | --- |
-| ``Dense``, ``EinsumDense`` (a product on trailing axes, kernel axes in any order) | one matmul, 1 × in × out |
+| ``Dense``, ``EinsumDense`` (a product on trailing axes) | one matmul, 1 × in × out |
 | ``Conv1D/2D/3D`` | one convolution on patches, 1 × (prod(kernel_size)·cin) × filters |
 | ``Conv1D/2D/3D`` with ``groups=G`` | per group, G × (prod(kernel_size)·cin/G) × filters/G |
 | ``DepthwiseConv1D/2D`` | per channel, cin × prod(kernel_size) × depth_multiplier |
 | ``SeparableConv1D/2D`` | depthwise stage, then the pointwise 1×1 convolution |
 | ``Conv1D/2D/3DTranspose`` | one stage without a matrix view (LSUV only) |
 
-keras_hub's layers are known as keras.layers are (by class: keras_hub is not imported): its
-``ReversibleEmbedding`` is an ``Embedding`` and its ``PositionEmbedding`` a lookup table, both
-skipped as lookups; ``ViTPatchingAndEmbedding`` owns only its class token (a learned input; its
-patch ``Conv2D`` and position table are layers of their own); ``MaskedLMHead``'s output kernel reads
-its own ``Dense`` and normalization (the ``Dense`` is set). Any other layer is skipped with a reason. To teach the layer-wise methods a custom layer,
+An ``EinsumDense`` kernel may store its axes in another order (keras_hub Gemma's
+``"btd,ndh->btnh"``): the stage reads it transposed. keras_hub's layers are known as keras.layers
+are (by class: keras_hub is not imported): its ``ReversibleEmbedding`` is an ``Embedding`` and its
+``PositionEmbedding`` a lookup table, both skipped as lookups; ``ViTPatchingAndEmbedding`` owns
+only its class token (a learned input; its patch ``Conv2D`` and position table are layers of their
+own); ``MaskedLMHead``'s output kernel reads its own ``Dense`` and normalization (the ``Dense`` is
+set). Any other layer is skipped with a reason. To teach the layer-wise methods a custom layer,
 register a function that returns its view::
 
     class Affine(keras.layers.Layer):          # y = relu(x @ w + b)

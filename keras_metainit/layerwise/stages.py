@@ -120,7 +120,8 @@ class MatmulStage(Stage):
         in_axes: how many leading kernel axes (after ``perm``) contract the input's trailing axes
             (1 for Dense).
         perm: the order in which to read the kernel's axes (None: as they are), for an
-            ``EinsumDense`` whose kernel stores them otherwise (``"btd,ndh->btnh"``: ``(1, 0, 2)``).
+            ``EinsumDense`` whose kernel stores them otherwise (``"btd,ndh->btnh"``:
+            ``(1, 0, 2)``).
     """
 
     def __init__(self, kernel, bias=None, in_axes: int = 1, perm=None):

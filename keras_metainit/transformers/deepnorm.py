@@ -9,7 +9,7 @@ key at gain 1). The pieces a Keras user needs:
   model's own ``LayerNormalization``;
 - :class:`DeepNormInit`: Xavier normal with gain β, a Keras initializer;
 - :class:`DeepNorm`: the method (``model.meta_initialize(method="deepnorm")``) that draws every
-  projection of every block found by :func:`~keras_metainit.transformers.detect.find_blocks` with its
+  projection of every block found by :func:`~keras_metainit.transformers.find_blocks` with its
   gain, and says where a block's residual does not carry the α the model needs.
 
 The authors' code, microsoft/torchscale (commit 4d1e0e8), ``torchscale/architecture/encoder.py``
@@ -25,7 +25,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import keras
 from keras import ops
 
-from keras_metainit.initializers import SeedLike, _compute_fans, _FreshSeedInitializer, _work_dtype
+from keras_metainit.initializers import (SeedLike, _compute_fans, _FreshSeedInitializer,
+                                         _work_dtype)
+from keras_metainit.layerwise.activations import warn
 from keras_metainit.methods.base import AnalyticMethod
 from keras_metainit.transformers.blocks import BlockScan
 from keras_metainit.transformers.rules import (KernelRule, apply_rules, blocks_of, check_role,
@@ -150,7 +152,7 @@ class DeepNormResidual(keras.layers.Add):
         a = keras.layers.MultiHeadAttention(heads, key_dim)(x, x)
         x = keras.layers.LayerNormalization()(DeepNormResidual(alpha)([x, a]))
 
-    It is a ``keras.layers.Add``, so :func:`~keras_metainit.transformers.detect.find_blocks` reads it as
+    It is a ``keras.layers.Add``, so :func:`~keras_metainit.transformers.find_blocks` reads it as
     the block's residual and the :class:`DeepNorm` method checks its α.
 
     Args:
@@ -196,7 +198,7 @@ class DeepNormResidual(keras.layers.Add):
 class DeepNorm(AnalyticMethod):
     """DeepNorm's initialization of every attention block, with a check of its residual α.
 
-    Finds the blocks (:func:`~keras_metainit.transformers.detect.find_blocks`): N encoder and M decoder
+    Finds the blocks (:func:`~keras_metainit.transformers.find_blocks`): N encoder and M decoder
     blocks give α and β by :func:`deepnorm_constants`. Every block's value and output
     projections and feed-forward kernels are drawn Xavier normal with gain β, its query and key
     projections with gain 1, each attention kernel in its matrix view ``(d_in, heads·d_head)``.
@@ -255,5 +257,8 @@ class DeepNorm(AnalyticMethod):
     def run(self, model, *, seed: int):
         scan = blocks_of(model, type(self).__name__)
         rules, notes = self.rules(scan)
+        if len(notes) > 1:
+            warn(f"DeepNorm: {len(notes) - 1} blocks are not the DeepNorm architecture "
+                 f"(report.notes say which); first: {notes[1]}.")
         return apply_rules(rules, scan, self.seed if self.seed is not None else seed,
                            notes + scan_notes(scan), type(self).__name__)

@@ -201,8 +201,8 @@ def find_blocks(model: keras.Model) -> BlockScan:
             holder = parent.get(id(layer), model)
             reason = ("no residual merge around it (its output is not added back to its input)"
                       if model_graph(holder) is not None else
-                      f"it is inside {describe(holder)}, a subclassed layer whose call() cannot be "
-                      "read (teach it with keras_metainit.transformers.register_block)")
+                      f"it is inside {describe(holder)}, a subclassed layer whose call() cannot "
+                      "be read (teach it with keras_metainit.transformers.register_block)")
             unidentified[id(layer)] = Unidentified(layer.path, type(layer).__name__, reason)
         elif "Attention" in type(layer).__name__ and owns_kernel(layer):
             unidentified[id(layer)] = Unidentified(

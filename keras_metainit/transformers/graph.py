@@ -104,7 +104,8 @@ class _Graph:
             if id(n) in seen or id(n) not in below:
                 continue
             seen[id(n)] = n
-            stack.extend(p for p in (_compat.producing_node(t) for t in n.input_tensors) if p is not None)
+            parents = (_compat.producing_node(t) for t in n.input_tensors)
+            stack.extend(p for p in parents if p is not None)
         return sorted(seen.values(), key=lambda n: self.order.get(id(n), -1))
 
     def stream(self, tensor) -> Tuple[Set[int], bool]:
@@ -191,7 +192,8 @@ def graph_blocks(graph) -> Tuple[List[AttentionBlock], Dict[int, Unidentified]]:
         current, s = None, head
         while s is not None:
             ops = [n.operation for n in s.branch]
-            if s.kind == "self" or (s.kind == "cross" and (current is None or current.feedforward)):
+            starts = current is None or bool(current.feedforward)
+            if s.kind == "self" or (s.kind == "cross" and starts):
                 mha = next(op for op in ops if isinstance(op, MHA))
                 norm = s.norm if s.norm == "pre" else "post" if normed_after[id(s)] else "none"
                 current = AttentionBlock(mha.name, [mha], cross=s.kind == "cross", norm=norm,

@@ -85,7 +85,7 @@ def _matrix(layer) -> Tuple[Any, Tuple[int, int], Callable[[np.ndarray], None]] 
 
 
 def blocks_of(model, title: str) -> BlockScan:
-    """:func:`~keras_metainit.transformers.detect.find_blocks`, or a ``ValueError`` (listing what was
+    """:func:`~keras_metainit.transformers.find_blocks`, or a ``ValueError`` (listing what was
     not identified) when the model has no attention block."""
     scan = find_blocks(model)
     if not scan.blocks:
@@ -115,7 +115,7 @@ def apply_rules(rules: List[KernelRule], scan: BlockScan, seed: int, notes: List
 
     Args:
         rules: the kernels to draw.
-        scan: what :func:`~keras_metainit.transformers.detect.find_blocks` found.
+        scan: what :func:`~keras_metainit.transformers.find_blocks` found.
         seed: the seed of the draws (each kernel gets its own, from this one).
         notes: the method's notes, first in the report.
         title: the method's name in warnings.

@@ -83,7 +83,7 @@ def t_fixup_factors(encoder_layers: int = 0, decoder_layers: int = 0
 class TFixup(AnalyticMethod):
     """T-Fixup: Xavier projections, N(0, d^(-1/2)) embeddings, then the depth factors.
 
-    Finds the blocks (:func:`~keras_metainit.transformers.detect.find_blocks`): N encoder blocks and M
+    Finds the blocks (:func:`~keras_metainit.transformers.find_blocks`): N encoder blocks and M
     decoder blocks. Every projection and feed-forward kernel of every block is drawn Xavier
     uniform in its matrix view (query and key with gain ``qk_gain``), each token embedding table
     N(0, d^(-1/2)); then the value and output projections and the feed-forward kernels are

@@ -1,5 +1,6 @@
 """find_blocks: hand-written Post-LN, Pre-LN and encoder-decoder models, keras_hub's
-TransformerEncoder/Decoder stacks and BERT, and blocks it cannot identify (reported, not scaled)."""
+TransformerEncoder/Decoder stacks and BERT, and blocks it cannot identify (reported, not
+scaled)."""
 import keras
 import numpy as np
 import pytest

@@ -94,7 +94,8 @@ def test_method_on_an_encoder_built_with_deepnorm_residuals(build, ks):
 def test_method_on_an_encoder_decoder_with_plain_adds(build, ks):
     n, m = 2, 3
     model = build(n, m, d=D, ff=FF, heads=HEADS)
-    report = model.meta_initialize(method=DeepNorm(), seed=1, verbose=0)
+    with pytest.warns(UserWarning, match=f"DeepNorm: {n + m} blocks are not the DeepNorm"):
+        report = model.meta_initialize(method=DeepNorm(), seed=1, verbose=0)
     _check(model, report, ks, {"encoder": 0.87 * (n ** 4 * m) ** (-1 / 16),
                                "decoder": (12 * m) ** -0.25})
     mismatch = [note for note in report.notes if "DeepNorm needs alpha" in note]

@@ -89,8 +89,8 @@ def blocks_of(model, title: str) -> BlockScan:
     not identified) when the model has no attention block."""
     scan = find_blocks(model)
     if not scan.blocks:
-        raise ValueError(f"{title} found no attention block in the model {model.name!r}, so it "
-                         f"changed nothing.\n{scan}")
+        raise ValueError(f"The model {model.name!r} has nothing for {title} to initialize: it "
+                         f"found no attention block. The model is unchanged.\n{scan}")
     return scan
 
 

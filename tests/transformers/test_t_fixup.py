@@ -134,7 +134,7 @@ def test_factors_and_arguments():
 
 def test_no_block_is_an_error_and_steps_are_ignored(build):
     mlp = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    with pytest.raises(ValueError, match="found no attention block"):
+    with pytest.raises(ValueError, match="nothing for TFixup to initialize"):
         mlp.meta_initialize(method="t_fixup", verbose=0)
     with pytest.warns(UserWarning, match="`steps` is ignored by the analytic method t_fixup"):
         build(1).meta_initialize(method="t_fixup", steps=5, verbose=0)

@@ -45,10 +45,14 @@ from keras_metainit.initializers import FixupInit, WNInit, WNResNetInit
 from keras_metainit.report import InitReport
 from keras_metainit.schedules import QuadraticWarmup
 from keras_metainit import callbacks  # noqa: E402  (imports the engine)
+from keras_metainit import transformers  # noqa: E402
+from keras_metainit.transformers import DeepNormInit, DeepNormResidual  # noqa: E402
 
 __all__ = [
     # analytic initializers, weight-normalized layers, warmup
     "WNInit", "WNResNetInit", "FixupInit", "QuadraticWarmup", "layers", "schedules",
+    # Transformer initializations (T-Fixup, DeepNorm)
+    "transformers", "DeepNormInit", "DeepNormResidual",
     # learned and layer-wise initialization, diagnostics
     "meta_initialize", "methods", "InitReport", "gradient_quotient", "grad_cosine",
     "diagnose", "HealthLimits", "layer_signal",

@@ -16,18 +16,27 @@ Name                                   Why                                      
 ``keras.src.backend.jax``              ``_to_backend_layout``: a                   learned/jax.py
 ``.distribution_lib``                  ``keras.distribution`` layout as a JAX
                                        sharding
-``Functional._inputs_struct``,         a functional model's inputs in their        data.py
-``._nodes_by_depth``                   structure, and the layers that consume
-                                       them (an integer input's vocabulary)
+``Functional._inputs_struct``,         a functional model's inputs in their        data.py,
+``._nodes_by_depth``                   structure, and the layers that consume      transformers/
+                                       them (an integer input's vocabulary); the   graph.py
+                                       nodes of a graph in order
 ``Model._build_shapes_dict``           the input shapes a subclassed model was     data.py
                                        built with
 ``Layer._flatten_layers``              every sublayer, nested ones included        model_fn.py,
-                                                                                   layerwise/walk.py
+                                                                                   layerwise/walk.py,
+                                                                                   transformers/
 ``Layer._dtype_policy``                a lower-precision layer computes in         model_fn.py
                                        float32 during initialization
 ``Layer._call_has_training_arg``       whether ``call`` takes ``training``         model_fn.py
 ``Layer._kernel``                      the kernel variable where ``kernel`` is a   layerwise/kinds.py
                                        property over it (LoRA, quantized layers)
+``KerasTensor._keras_history``,        the graph node that produced a Keras        transformers/
+``Operation._inbound_nodes``           tensor (a functional graph read backwards)  graph.py
+``Node.arguments``                     the positional and keyword arguments of a   transformers/
+                                       call in a graph (an attention's query,      graph.py
+                                       value; ``reverse=True``)
+``keras.src.ops.numpy.Add``            ``x + y`` on Keras tensors: a residual      transformers/
+                                       merge written without ``layers.Add``        graph.py
 =====================================  ==========================================  =============
 
 :mod:`keras_metainit.losses` also reads private attributes of Keras objects directly
@@ -44,7 +53,8 @@ from keras.src.trainers.data_adapters import data_adapter_utils  # keras 3.15.1
 
 __all__ = ["compile_utils", "data_adapter_utils", "is_eager_tensor", "jax_layout",
            "inputs_struct", "nodes_by_depth", "build_shapes", "flatten_layers", "dtype_policy",
-           "set_dtype_policy", "call_has_training_arg", "kernel_variable"]
+           "set_dtype_policy", "call_has_training_arg", "kernel_variable", "producing_node",
+           "call_arguments", "is_symbolic_add"]
 
 
 def is_eager_tensor(x: Any) -> bool:
@@ -111,3 +121,24 @@ def kernel_variable(layer):
     3.15.1), else ``kernel``."""
     v = getattr(layer, "_kernel", None)
     return v if v is not None else layer.kernel
+
+
+def producing_node(tensor):
+    """The graph node that produced a Keras tensor, or None for a model input
+    (``KerasTensor._keras_history`` and ``Operation._inbound_nodes``, keras 3.15.1)."""
+    history = getattr(tensor, "_keras_history", None)
+    if history is None or history.operation is None:
+        return None
+    return history.operation._inbound_nodes[history.node_index]
+
+
+def call_arguments(node):
+    """``(args, kwargs)`` of the call a functional-graph node records (``Node.arguments``,
+    keras 3.15.1)."""
+    return node.arguments.args, node.arguments.kwargs
+
+
+def is_symbolic_add(op) -> bool:
+    """Whether a graph operation is ``x + y`` on Keras tensors (``keras.src.ops.numpy.Add``,
+    keras 3.15.1)."""
+    return type(op).__name__ == "Add" and type(op).__module__ == "keras.src.ops.numpy"

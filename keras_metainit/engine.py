@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import time
-import warnings
 from typing import Any, List, Optional, Sequence, Union
 
 import keras
@@ -15,6 +14,7 @@ import tensorflow as tf
 from keras_metainit import data as data_lib
 from keras_metainit import methods as methods_lib
 from keras_metainit import learned
+from keras_metainit.layerwise.activations import warn
 from keras_metainit.model_fn import lower_precision_policies
 from keras_metainit.report import InitReport, Progress, resolve_verbose
 
@@ -114,6 +114,9 @@ def meta_initialize(
 def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_size, seed,
                 verbose, strategy, micro_batches, started) -> InitReport:
     """One method on ``model``: resolve the data, run it, fill its report."""
+    if isinstance(method, methods_lib.AnalyticMethod) and getattr(model, "built", False):
+        return _run_analytic(model, method, seed=seed, verbose=verbose, started=started,
+                             steps=steps, micro_batches=micro_batches)
     dataset, description, loss_spec = data_lib.make_dataset(
         data, model, loss, batch_size=batch_size, seed=seed,
         default_batch_size=method.batch_size or data_lib.DEFAULT_BATCH_SIZE,
@@ -126,14 +129,14 @@ def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_s
     if lower and isinstance(method, methods_lib.LearnedMethod):
         report.notes.append(f"precision: the model's policy {', '.join(lower)} is kept; the "
                             "initialization computed in float32")
+    if isinstance(method, methods_lib.AnalyticMethod):  # the data only built the model
+        return _run_analytic(model, method, seed=seed, verbose=verbose, started=started,
+                             steps=steps, micro_batches=micro_batches)
     if isinstance(method, methods_lib.LayerwiseMethod):
         if len(dataset.element_spec) == 3:  # they read activations (and labels), not losses
             dataset = dataset.map(lambda x, y, w: (x, y))
             report.notes.append("sample weights: not used by a layer-wise method")
-        for name, value, default in (("steps", steps, None), ("micro_batches", micro_batches, 1)):
-            if value != default:
-                warnings.warn(f"`{name}` is ignored by the layer-wise method {method.name}.",
-                              UserWarning, stacklevel=2)
+        _warn_ignored(method, "layer-wise", steps=steps, micro_batches=micro_batches)
         bars = []
 
         def progress(total: int) -> Progress:  # the walk knows the rows once it has planned
@@ -164,6 +167,26 @@ def _check_some_layer_set(method: methods_lib.Method, rows: List[dict]) -> None:
         f"(Dense, convolutions, embeddings, attention, recurrent cells) and "
         + (f"skipped every one: {'; '.join(reasons)}" if reasons else "the model has none")
         + ". The model is unchanged.")
+
+
+def _warn_ignored(method: methods_lib.Method, kind: str, **given) -> None:
+    """Warn about each run option (``steps``, ``micro_batches``) a method of this kind ignores."""
+    for name, value in given.items():
+        if value != {"steps": None, "micro_batches": 1}[name]:
+            warn(f"`{name}` is ignored by the {kind} method {method.name}.")
+
+
+def _run_analytic(model, method: methods_lib.AnalyticMethod, *, seed, verbose, started, steps,
+                  micro_batches) -> InitReport:
+    """An analytic method on a built model: its rows and notes in a report; no data read."""
+    _warn_ignored(method, "analytic", steps=steps, micro_batches=micro_batches)
+    report = InitReport(method=method.name, config=method.get_config(), loss="not used",
+                        data="not used (set from the model's structure)")
+    report.layers, report.notes = method.run(model, seed=seed)
+    report.wall_time = time.perf_counter() - started
+    Progress(len(report.layers), verbose, f"{type(method).__name__}: from the model's structure",
+             ()).done(report, len(report.layers))
+    return report
 
 
 def _chain_report(chain: methods_lib.Chain, stages: List[InitReport], wall_time: float) -> InitReport:

@@ -104,6 +104,16 @@ def check_diagnostics(ns, out):
     assert ns["gc"]["gc"] == pytest.approx(results["He"]["gc"], rel=1e-5, abs=1e-6)
 
 
+def check_deepnorm(ns, out):
+    n = ns["N"]
+    assert (ns["ALPHA"], ns["BETA"]) == pytest.approx(((2 * n) ** 0.25, (8 * n) ** -0.25))
+    rows = [r for r in ns["report"].layers if r["status"] == "set"]
+    assert len(rows) == 6 * n  # 4 projections and 2 feed-forward kernels per block
+    assert not any("needs alpha" in note for note in ns["report"].notes)
+    assert all(math.isfinite(v) for v in ns["losses"]) and ns["losses"][-1] < ns["losses"][0]
+    _accuracy(ns["accuracy"])
+
+
 CHECKS = {
     "wn_init.py": check_wn_init,
     "wn_resnet.py": check_wn_resnet,
@@ -114,6 +124,7 @@ CHECKS = {
     "lsuv.py": check_lsuv,
     "sylvester.py": check_sylvester,
     "diagnostics.py": check_diagnostics,
+    "deepnorm.py": check_deepnorm,
 }
 
 

@@ -14,7 +14,13 @@ linear map ``y = x ⋆ kernel (+ bias)`` with, for the Sylvester solve, the kern
 | ``SeparableConv1D/2D`` | depthwise stage, then the pointwise 1×1 convolution |
 | ``Conv1D/2D/3DTranspose`` | one stage without a matrix view (LSUV only) |
 
-Any other layer is skipped with a reason. To teach the layer-wise methods a custom layer,
+An ``EinsumDense`` kernel may store its axes in another order (keras_hub Gemma's
+``"btd,ndh->btnh"``): the stage reads it transposed. keras_hub's layers are known as keras.layers
+are (by class: keras_hub is not imported): its ``ReversibleEmbedding`` is an ``Embedding`` and its
+``PositionEmbedding`` a lookup table, both skipped as lookups; ``ViTPatchingAndEmbedding`` owns
+only its class token (a learned input; its patch ``Conv2D`` and position table are layers of their
+own); ``MaskedLMHead``'s output kernel reads its own ``Dense`` and normalization (the ``Dense`` is
+set). Any other layer is skipped with a reason. To teach the layer-wise methods a custom layer,
 register a function that returns its view::
 
     class Affine(keras.layers.Layer):          # y = relu(x @ w + b)
@@ -41,7 +47,8 @@ from keras_metainit.layerwise.stages import (
     ConvStage, DepthwiseStage, GroupedConvStage, MatmulStage, Stage, TransposeStage,
 )
 
-__all__ = ["LayerView", "register_layer", "view_of", "preactivation", "preactivation_variance"]
+__all__ = ["LayerView", "register_layer", "view_of", "preactivation", "preactivation_variance",
+           "is_keras_hub"]
 
 
 class LayerView:
@@ -90,33 +97,40 @@ def _dense(layer) -> LayerView:
     return LayerView([MatmulStage(kernel, layer.bias, 1)], layer.activation)
 
 
-def _einsum_in_axes(equation: str, kernel_rank: int) -> Optional[int]:
-    """How many leading kernel axes contract the input's trailing axes, or None when the
-    equation is not ``x[..., A] · k[A, B] -> y[..., B]``."""
+def _einsum_in_axes(equation: str, kernel_rank: int) -> Optional[Tuple[int, Tuple[int, ...]]]:
+    """``(s, perm)`` when the equation is a product on the input's trailing axes,
+    ``x[..., A] · k[A, B] -> y[..., B]`` once the kernel's axes are put in the order ``perm``
+    (``s`` = how many of them contract the input); None otherwise.
+
+    ``"ab,bc->ac"`` gives ``(1, (0, 1))``; Gemma's per-head projection ``"btd,ndh->btnh"``
+    (keras_hub) gives ``(1, (1, 0, 2))``: the kernel read as ``(d, n, h)``.
+    """
     try:
         lhs, out = equation.replace(" ", "").split("->")
         inp, ker = lhs.split(",")
     except ValueError:
         return None
     inp, out = inp.replace("...", ""), out.replace("...", "")
-    s = 0
-    while s < len(ker) and ker[s] not in out:
-        s += 1
-    if not 0 < s < len(ker) or len(ker) != kernel_rank:
+    if len(ker) != kernel_rank or len(set(ker)) != len(ker):
         return None
-    if not inp.endswith(ker[:s]) or not out.endswith(ker[s:]):
+    contracted = [c for c in inp if c in ker and c not in out]   # in the input's order
+    produced = [c for c in out if c in ker and c not in inp]     # in the output's order
+    s = len(contracted)
+    if not s or not produced or s + len(produced) != len(ker):
+        return None  # a kernel axis in both input and output (per-head weights), or none
+    if not inp.endswith("".join(contracted)) or not out.endswith("".join(produced)):
         return None
-    if inp[:len(inp) - s] != out[:len(out) - (len(ker) - s)]:
+    if inp[:len(inp) - s] != out[:len(out) - len(produced)]:
         return None
-    return s
+    return s, tuple(ker.index(c) for c in contracted + produced)
 
 
 def _einsum(layer):
-    s = _einsum_in_axes(layer.equation, len(layer.kernel.shape))
-    if s is None:
+    found = _einsum_in_axes(layer.equation, len(layer.kernel.shape))
+    if found is None:
         return f"EinsumDense equation {layer.equation!r} is not a product on trailing axes"
     kernel = _compat.kernel_variable(layer)
-    return LayerView([MatmulStage(kernel, layer.bias, s)], layer.activation)
+    return LayerView([MatmulStage(kernel, layer.bias, *found)], layer.activation)
 
 
 def _conv(layer):
@@ -155,6 +169,16 @@ _BUILTIN: List[Tuple[Type, Callable]] = [
     (_L.Dense, _dense), (_L.EinsumDense, _einsum),
 ]
 _REGISTERED: Dict[Type, Callable] = {}
+#: keras_hub layers that own a kernel but are no linear map of their input, and why (matched by
+#: class name in keras_hub's modules, so keras_hub is never imported)
+_KERAS_HUB = {
+    "PositionEmbedding": "a lookup table of positions, it has no input activations to fit",
+    "ViTPatchingAndEmbedding": ("its own weight is the class token, a learned input with no input "
+                                "activations to fit (its patch Conv2D and position table are set "
+                                "or skipped on their own)"),
+    "MaskedLMHead": ("its output kernel multiplies the output of its own Dense and normalization, "
+                     "not its input (its Dense is set on its own)"),
+}
 
 
 def register_layer(layer_class: Type[keras.layers.Layer],
@@ -192,6 +216,21 @@ def register_layer(layer_class: Type[keras.layers.Layer],
     _REGISTERED[layer_class] = view
 
 
+def is_keras_hub(layer, *names: str) -> bool:
+    """Whether ``layer`` is an instance of a keras_hub class of one of these names, read from its
+    class hierarchy: keras_hub is never imported, so it stays optional.
+
+    Args:
+        layer: any object.
+        *names: class names (``"PositionEmbedding"``, ``"TransformerEncoder"``, ...).
+
+    Returns:
+        True when a class of ``layer``'s hierarchy has one of the names and lives in keras_hub.
+    """
+    return any(c.__name__ in names and c.__module__.startswith("keras_hub.")
+               for c in type(layer).__mro__)
+
+
 def view_of(layer: keras.layers.Layer):
     """The layer's :class:`LayerView`, or the reason it cannot be set (a string).
 
@@ -212,7 +251,12 @@ def view_of(layer: keras.layers.Layer):
             if isinstance(layer, cls):
                 return fn(layer)
     if isinstance(layer, _L.Embedding):
-        return "Embedding: a lookup table, it has no input activations to fit"
+        return f"{type(layer).__name__}: a lookup table, it has no input activations to fit" + (
+            " (its reverse call, the output projection, shares the table)"
+            if getattr(layer, "tie_weights", False) else "")
+    hub = next((reason for name, reason in _KERAS_HUB.items() if is_keras_hub(layer, name)), None)
+    if hub is not None:
+        return f"{type(layer).__name__}: {hub}"
     if hasattr(layer, "recurrent_kernel"):
         return (f"recurrent cell {type(layer).__name__}: its input at each step depends on its "
                 "own output")

@@ -114,32 +114,53 @@ class MatmulStage(Stage):
     """``x @ kernel + bias`` on the trailing axes (``Dense``; ``EinsumDense`` of that form).
 
     Args:
-        kernel: the kernel variable, shape ``(*in_shape, *out_shape)``.
+        kernel: the kernel variable, shape ``(*in_shape, *out_shape)`` once its axes are put in
+            the order ``perm``.
         bias: the bias variable (broadcast on the trailing output axes), or None.
-        in_axes: how many leading kernel axes contract the input's trailing axes (1 for Dense).
+        in_axes: how many leading kernel axes (after ``perm``) contract the input's trailing axes
+            (1 for Dense).
+        perm: the order in which to read the kernel's axes (None: as they are), for an
+            ``EinsumDense`` whose kernel stores them otherwise (``"btd,ndh->btnh"``:
+            ``(1, 0, 2)``).
     """
 
-    def __init__(self, kernel, bias=None, in_axes: int = 1):
+    def __init__(self, kernel, bias=None, in_axes: int = 1, perm=None):
         super().__init__(kernel, bias)
         self.in_axes = in_axes
-        self.fan_in = int(np.prod(kernel.shape[:in_axes]))
+        self.perm = None if perm is None or tuple(perm) == tuple(range(len(kernel.shape))) \
+            else tuple(perm)
+        shape = tuple(int(d) for d in kernel.shape)
+        #: the kernel's shape in the order the product reads it
+        self.shape = shape if self.perm is None else tuple(shape[i] for i in self.perm)
+        self.fan_in = int(np.prod(self.shape[:in_axes]))
 
     @property
     def units(self) -> int:
-        return int(np.prod(self.kernel.shape[self.in_axes:]))
+        return int(np.prod(self.shape[self.in_axes:]))
+
+    def _kernel(self):
+        k = super()._kernel()
+        return k if self.perm is None else keras.ops.transpose(k, self.perm)
 
     def _output(self, x):
         k = keras.ops.reshape(self._kernel(), (self.fan_in, self.units))
         lead = tuple(x.shape[:len(x.shape) - self.in_axes])
         y = keras.ops.reshape(x, (-1, self.fan_in)) @ k
-        y = keras.ops.reshape(y, lead + tuple(self.kernel.shape[self.in_axes:]))
+        y = keras.ops.reshape(y, lead + self.shape[self.in_axes:])
         return self._add_bias(y)
 
     def _rows(self, x):
         return np.asarray(x).reshape(-1, 1, self.fan_in)
 
     def matrix(self):
-        return to_numpy(self.kernel.value).astype(np.float64).reshape(1, self.fan_in, self.units)
+        k = to_numpy(self.kernel.value).astype(np.float64)
+        k = k if self.perm is None else np.transpose(k, self.perm)
+        return k.reshape(1, self.fan_in, self.units)
+
+    def assign(self, w):
+        k = np.asarray(w).reshape(self.shape)
+        k = k if self.perm is None else np.transpose(k, np.argsort(self.perm))
+        self.kernel.assign(k.astype(self.kernel.dtype))
 
 
 class ConvStage(Stage):

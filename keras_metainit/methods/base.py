@@ -9,6 +9,9 @@ runner (:mod:`keras_metainit.learned`) runs the steps for all of them.
 A *layer-wise* method (LSUV, Sylvester) sets each layer from its input activations, in order; it
 shares the engine's data handling and report, not its step.
 
+An *analytic* method (T-Fixup, DeepNorm: :mod:`keras_metainit.transformers`) sets kernels by a
+rule read from the model's structure: no data, no steps; it shares the engine's report and chains.
+
 ``get("metainit", steps=100)`` / ``get(MetaInit(steps=100))`` resolve a method as
 ``keras.optimizers.get`` resolves an optimizer, from the names :func:`register` recorded: the
 built-in methods are registered by :mod:`keras_metainit.methods` (its ``ALL_OBJECTS``), a method
@@ -28,8 +31,9 @@ from keras_metainit.validation import check, is_real
 if TYPE_CHECKING:  # annotations only
     import tensorflow as tf
 
-__all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "Chain", "register",
-           "unregister", "get", "serialize", "deserialize", "available", "DEFAULT"]
+__all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "AnalyticMethod",
+           "Chain", "register", "unregister", "get", "serialize", "deserialize", "available",
+           "DEFAULT"]
 
 #: What ``meta_initialize`` runs when no method is named: LSUV, the strongest and cheapest in
 #: ``benchmarks/claims.py`` (the evidence: docs/choosing.md, "The default").
@@ -155,6 +159,18 @@ class LayerwiseMethod(Method):
 
         return walk(model, dataset, self, loss_spec,
                     seed=self.seed if self.seed is not None else seed, progress=progress)
+
+
+class AnalyticMethod(Method):
+    """A method that sets kernels by a rule read from the model's structure (T-Fixup, DeepNorm):
+    ``meta_initialize`` hands it the built model (an unbuilt one is built from the data's first
+    batch) and the run's seed. Subclasses define :meth:`run`."""
+
+    def run(self, model, *, seed: int) -> Tuple[List[Dict[str, Any]], List[str]]:
+        """Set ``model``'s kernels in place; return ``(rows, notes)``: one row per kernel set or
+        part skipped (``name``, ``status`` = ``"set"`` or ``"skipped: <reason>"``, and what the
+        method adds), and what the user should know."""
+        raise NotImplementedError
 
 
 class ConstrainedMethod(LearnedMethod):

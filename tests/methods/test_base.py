@@ -43,7 +43,8 @@ def test_every_registered_method_round_trips(name):
 
 @pytest.mark.backend_neutral
 def test_available_lists_one_name_per_class_in_definition_order():
-    assert methods.available() == ["metainit", "gradinit", "gradcosine", "lsuv", "sylvester"]
+    assert methods.available() == ["metainit", "gradinit", "gradcosine", "lsuv", "sylvester",
+                                   "t_fixup", "deepnorm"]
     assert methods.available(methods.LearnedMethod) == ["metainit", "gradinit", "gradcosine"]
     assert methods.available(methods.ConstrainedMethod) == ["gradinit", "gradcosine"]
     # every alias resolves to its class

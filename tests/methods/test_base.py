@@ -171,6 +171,7 @@ def test_the_base_imports_none_of_the_methods_it_resolves():
     assert {"keras_metainit.methods.base", "keras_metainit.layerwise.walk"} <= loaded
     subclasses = {"keras_metainit.methods.metainit", "keras_metainit.methods.gradinit",
                   "keras_metainit.methods.gradcosine", "keras_metainit.layerwise.lsuv",
-                  "keras_metainit.layerwise.sylvester"}
+                  "keras_metainit.layerwise.sylvester", "keras_metainit.transformers.t_fixup",
+                  "keras_metainit.transformers.deepnorm"}
     assert subclasses == {cls.__module__ for cls in methods.ALL_OBJECTS}  # the list is complete
     assert not loaded & subclasses, sorted(loaded & subclasses)

@@ -74,9 +74,12 @@ def gradient(per_example_loss: PerExampleLoss, params: List[Tensor], batch) -> T
         ``(loss, grads)``.
     """
     shard = whole(batch)
-    part, grads = ad.value_and_grad(
-        lambda p: shard.mean(per_example_loss(p, shard.batch)), params)
-    return shard.total((part, grads))
+    return shard.total(_part_gradient(per_example_loss, params, shard))
+
+
+def _part_gradient(per_example_loss: PerExampleLoss, params: List[Tensor], shard) -> Tuple:
+    """This part's contribution to :func:`gradient`: ``(loss, grads)`` before ``shard.total``."""
+    return ad.value_and_grad(lambda p: shard.mean(per_example_loss(p, shard.batch)), params)
 
 
 HVP_MODES = ("exact", "finite_difference")  # how gradient_quotient computes Hg
@@ -186,10 +189,14 @@ def hessian_gradient_fd(
     norm = ops.sqrt(ops.maximum(_sum_sq(unit), 1.0))
     unit = [u / norm for u in unit]
     r = ad.stop_gradient(step * (1.0 + ops.sqrt(_sum_sq(params))))
-    _, plus = gradient(per_example_loss, [p + r * u for p, u in zip(params, unit)], batch)
-    _, minus = gradient(per_example_loss, [p - r * u for p, u in zip(params, unit)], batch)
+    shard = whole(batch)
+    _, plus = _part_gradient(per_example_loss, [p + r * u for p, u in zip(params, unit)], shard)
+    _, minus = _part_gradient(per_example_loss, [p - r * u for p, u in zip(params, unit)], shard)
+    # One total of the difference: over parts (micro-batches, replicas) the cancellation happens
+    # inside each part, in the parameters' dtype, and the run has one stage fewer.
+    difference = shard.total([a - b for a, b in zip(plus, minus)])
     factor = largest * norm / (2.0 * r)
-    return [factor * (a - b) for a, b in zip(plus, minus)]
+    return [factor * d for d in difference]
 
 
 def chunk_bounds(batch_size: int, splits: int = 4, overlap: float = 0.2) -> List[Tuple[int, int]]:

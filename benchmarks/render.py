@@ -377,6 +377,88 @@ def render_zoo(results: Dict[str, Any], kind: str = "learned") -> str:
     return with_provenance(table(head, body), results)
 
 
+def _slashed(values: Iterable[float], spec: str) -> str:
+    return " / ".join(format(v, spec) for v in values)
+
+
+def _range(values: Sequence[float], spec: str) -> str:
+    """The median, and the range when the values differ."""
+    values = list(values)
+    if len(values) == 1:
+        return format(values[0], spec)
+    return f"{median(values):{spec}} ({min(values):{spec}}–{max(values):{spec}})"
+
+
+_HVP_LABELS = {"exact": "exact", "finite_difference": "finite difference"}
+
+
+def render_metainit_hvp(results: Dict[str, Any], part: str = "point") -> str:
+    """``benchmarks/metainit_hvp.py``: MetaInit's exact Hessian-gradient product against the
+    finite-difference one. ``part``: ``point`` (GQ and its scale gradient at one point, per
+    step of the difference), ``agreement`` (runs from the same seeds: scales and GQ against the
+    exact runs' seed spread), ``cost`` (those runs' step and first step), ``pieces`` (the
+    compiled objectives timed interleaved) or ``resnet``."""
+    section = results[{"agreement": "run", "cost": "run"}.get(part, part)]
+    if part == "point":
+        rows = []
+        for name, entry in section["models"].items():
+            for r in entry["rows"]:
+                rows.append([entry["label"], f"{entry['exact_gq']:.4g}",
+                             f"{r['step_x_sqrt_eps']:g}", f"{r['gq']:.4g}",
+                             f"{r['gq_rel_error']:.1e}", f"{r['grad_cosine']:.5f}",
+                             f"{r['grad_rel_error']:.1e}"])
+        body = table(["model", "exact GQ", "step / √ε_mach", "finite-difference GQ",
+                      "GQ rel. error", "scale-gradient cosine", "scale-gradient rel. error"],
+                     rows)
+    elif part == "agreement":
+        rows = []
+        for name, entry in section["models"].items():
+            m = entry["summary"]
+            rows.append([entry["label"], _slashed(m["scales_fd_vs_exact"], ".2f"),
+                         _slashed(m["scales_exact_seed_spread"], ".2f"),
+                         _slashed(m["gq_last10_fd_vs_exact"], ".3f"),
+                         _slashed(m["gq_last10_exact_seed_spread"], ".3f"),
+                         _slashed(m["exact_gq_after"]["exact"], ".4f"),
+                         _slashed(m["exact_gq_after"]["finite_difference"], ".4f")])
+        body = table(["model, steps", "scales: FD vs exact, same seed (per seed)",
+                      "scales: exact vs exact, seed pairs",
+                      "GQ, last 10 steps: FD vs exact", "GQ, last 10 steps: exact seed pairs",
+                      "exact GQ after: exact runs", "exact GQ after: FD runs"], rows)
+        body += ("\n\nScales: the largest relative difference over the tuned tensors; GQ: the "
+                 "relative difference of each run's own GQ averaged over its last 10 steps; exact "
+                 "GQ after: the exact GQ (ε = 1e-2) at the scales written back, on one fixed "
+                 "random probe batch.")
+    elif part == "cost":
+        rows = []
+        for name, entry in section["models"].items():
+            for hvp, label in _HVP_LABELS.items():
+                runs = [r for k, r in entry["runs"].items() if k.split("/")[0] == hvp]
+                rows.append([entry["label"], label, _range([r["step_ms"] for r in runs], ".1f"),
+                             _range([r["ratio"] for r in runs], ".2f"),
+                             _range([r["trace_s"] for r in runs], ".1f")])
+        body = table(["model", "Hg", "ms/step", "× training step", "first step s"], rows)
+        body += ("\n\nThe median over the seeds (range): `report.step_time` against a training "
+                 "step timed right after it in the same process (median of five short timings).")
+    elif part == "pieces":
+        rows = []
+        for name, entry in section["models"].items():
+            base = median(entry["times_ms"]["training step"])
+            for piece, ts in entry["times_ms"].items():
+                rows.append([entry["label"], piece, f"{median(ts):.1f}", f"{median(ts) / base:.2f}",
+                             f"{entry['first_call_s'][piece]:.1f}"])
+        body = table(["model", "piece", "ms", "× training step", "first call s"], rows)
+    else:  # resnet
+        rows = []
+        for hvp, label in _HVP_LABELS.items():
+            r = section[hvp]
+            rows.append([label, "error: " + r["error"]] + [""] * 3 if "error" in r else
+                        [label, f"{r['step_ms'] / 1e3:.1f}", f"{r['train_ms'] / 1e3:.2f}",
+                         f"{r['ratio']:.2f}", f"{r['trace_s']:.0f}"])
+        body = table(["Hg", "s/step", "training step s", "× training step", "first step s"],
+                     rows)
+    return with_provenance(body, section)
+
+
 def _sibling(name: str):
     """The module ``benchmarks/<name>.py``, imported when one of its tables is rendered."""
     spec = importlib.util.spec_from_file_location(f"_benchmarks_{name}",
@@ -409,6 +491,7 @@ RENDERERS: Dict[str, Callable[..., str]] = {
     "init_cost": render_init_cost,
     "zoo": render_zoo,
     "parity": render_parity,
+    "metainit_hvp": render_metainit_hvp,
 }
 
 

@@ -17,7 +17,8 @@ shared machine falls on every piece alike. Pieces:
 - ``GradCosine``: ``objectives.grad_cosine``'s released target (−GC − Σ‖g_i‖) and its scale
   gradient;
 - ``GQ value`` and ``GQ + scale gradient``: MetaInit's objective (g and Hg), and with its third-order
-  scale gradient.
+  scale gradient; the same with the finite-difference ``Hg`` (``hvp="finite_difference"``, a
+  second-order scale gradient).
 
 Usage: python benchmarks/step_pieces.py [--model mlp|cnn] [--rounds 8] [--json PATH]
 Writes ``benchmarks/results/step_pieces_<model>.json`` (``--json``) and prints its table
@@ -94,6 +95,8 @@ def pieces(name, x, y):
                                                          batch)[1])
     gq_value = tf.function(lambda s: objectives.gradient_quotient(
         loss_fn, scaled(weights, every, s), batch, 1e-2)[0])
+    gq_value_fd = tf.function(lambda s: objectives.gradient_quotient(
+        loss_fn, scaled(weights, every, s), batch, 1e-2, hvp="finite_difference")[0])
     trainee = MODELS[name]()  # the same model, trained (its weights change)
     trainee.compile("sgd", common.CE)
     return {
@@ -109,7 +112,31 @@ def pieces(name, x, y):
         "GQ value (g and Hg)": lambda: gq_value(s),
         "GQ + scale gradient (MetaInit)": scale_grad(
             lambda p: objectives.gradient_quotient(loss_fn, p, batch, 1e-2)[0]),
+        "GQ value, finite-difference Hg": lambda: gq_value_fd(s),
+        "GQ + scale gradient (MetaInit, finite difference)": scale_grad(
+            lambda p: objectives.gradient_quotient(loss_fn, p, batch, 1e-2,
+                                                   hvp="finite_difference")[0]),
     }
+
+
+def interleaved(fns, rounds: int, calls: int):
+    """``(first call s, ms per round)`` per piece: each piece traced and warmed up, then timed
+    ``calls`` times in each of ``rounds`` rounds, every piece once per round."""
+    first = {}
+    for name, fn in fns.items():  # trace and warm up
+        t = time.perf_counter()
+        np.asarray(tf.nest.flatten(fn())[0])
+        first[name] = time.perf_counter() - t
+        fn()
+    times = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            for _ in range(calls):
+                out = fn()
+            np.asarray(tf.nest.flatten(out)[0])  # wait for the result
+            times[name].append((time.perf_counter() - t) / calls * 1e3)
+    return first, times
 
 
 def main():
@@ -122,17 +149,7 @@ def main():
     args = p.parse_args()
     (x, y), _, _ = common.fashion_mnist("small")
     x, y = tf.constant(x[:128]), tf.constant(y[:128])
-    fns = pieces(args.model, x, y)
-    for fn in fns.values():  # trace and warm up
-        fn(), fn()
-    times = {name: [] for name in fns}
-    for _ in range(args.rounds):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            for _ in range(args.calls):
-                out = fn()
-            np.asarray(tf.nest.flatten(out)[0])  # wait for the result
-            times[name].append((time.perf_counter() - t) / args.calls * 1e3)
+    _, times = interleaved(pieces(args.model, x, y), args.rounds, args.calls)
     print(f"{args.model}, batch 128: median ms over {args.rounds} interleaved rounds")
     payload = record.write(record.path_for(args, f"step_pieces_{args.model}"), {
         "model": args.model, "rounds": args.rounds, "calls": args.calls, "times_ms": times})

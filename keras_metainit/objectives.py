@@ -18,17 +18,20 @@ wanted (the sign in the gradient quotient, the direction of GradInit's look-ahea
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, List, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_metainit import autodiff as ad
 from keras_metainit.shards import whole
+from keras_metainit.validation import check
 
 __all__ = [
     "gradient",
     "gradient_quotient",
+    "hessian_gradient_fd",
     "chunk_bounds",
     "grad_cosine",
     "gradient_norm",
@@ -71,37 +74,129 @@ def gradient(per_example_loss: PerExampleLoss, params: List[Tensor], batch) -> T
         ``(loss, grads)``.
     """
     shard = whole(batch)
-    part, grads = ad.value_and_grad(
-        lambda p: shard.mean(per_example_loss(p, shard.batch)), params)
-    return shard.total((part, grads))
+    return shard.total(_part_gradient(per_example_loss, params, shard))
+
+
+def _part_gradient(per_example_loss: PerExampleLoss, params: List[Tensor], shard) -> Tuple:
+    """This part's contribution to :func:`gradient`: ``(loss, grads)`` before ``shard.total``."""
+    return ad.value_and_grad(lambda p: shard.mean(per_example_loss(p, shard.batch)), params)
+
+
+HVP_MODES = ("exact", "finite_difference")  # how gradient_quotient computes Hg
+HVP_CHOICES = "'exact' or 'finite_difference'"
 
 
 def gradient_quotient(
-    per_example_loss: PerExampleLoss, params: List[Tensor], batch, eps: float = 1e-5
+    per_example_loss: PerExampleLoss,
+    params: List[Tensor],
+    batch,
+    eps: float = 1e-5,
+    hvp: str = "exact",
+    fd_step: Optional[float] = None,
 ) -> Tuple[Tensor, Tensor]:
     """Gradient quotient of MetaInit (Dauphin & Schoenholz 2019, eq. 1, first-order form).
 
     ``GQ = mean_i | (g_i - (Hg)_i) / (g_i + eps * sign(g_i)) - 1 |`` over every scalar of every
-    tensor in ``params`` (biases included), with ``Hg = grad(½‖g‖²)`` by double backprop and
-    ``sign(0) = +1`` held constant.
+    tensor in ``params`` (biases included), with ``sign(0) = +1`` held constant. The
+    Hessian-gradient product ``Hg`` is
+
+    - ``hvp="exact"``: ``grad(½‖g‖²)`` by double backprop; ``gq``'s derivative by an outer
+      derivative is then third order;
+    - ``hvp="finite_difference"``: a central difference of the gradient along the unit gradient
+      ``ĝ`` (:func:`hessian_gradient_fd`); ``gq``'s derivative is then second order.
+
+    Args:
+        per_example_loss: ``per_example_loss(params, (x, y)) -> (B,)``.
+        params: one tensor per trainable variable.
+        batch: ``(x, y)`` or a :class:`~keras_metainit.shards.Shard`.
+        eps: the ε floor of the quotient's denominator.
+        hvp: ``"exact"`` or ``"finite_difference"``.
+        fd_step: for ``"finite_difference"``, the relative step ``c`` of
+            :func:`hessian_gradient_fd` (default ``√ε_mach`` of the parameters' dtype).
 
     Returns:
-        ``(gq, loss)``; ``gq`` is differentiable by an outer derivative (third order overall).
+        ``(gq, loss)``; ``gq`` is differentiable by an outer derivative.
+
+    Example:
+        >>> gq, loss = gradient_quotient(loss_fn, params, (x, y), eps=1e-2,
+        ...                              hvp="finite_difference")
+
+    Reference:
+        Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",
+        NeurIPS 2019.
     """
+    check(hvp in HVP_MODES, "hvp", hvp, HVP_CHOICES)
     shard = whole(batch)
+    if hvp == "exact":
+        def half_sq(p):
+            loss, g = gradient(per_example_loss, p, shard)
+            return 0.5 * _sum_sq(g), (loss, g)
 
-    def half_sq(p):
-        loss, g = gradient(per_example_loss, p, shard)
-        return 0.5 * _sum_sq(g), (loss, g)
-
-    (_, (loss, g)), hg = ad.value_and_grad(half_sq, params, has_aux=True)
-    hg = shard.total(hg)
+        (_, (loss, g)), hg = ad.value_and_grad(half_sq, params, has_aux=True)
+        hg = shard.total(hg)
+    else:
+        loss, g = gradient(per_example_loss, params, shard)
+        hg = hessian_gradient_fd(per_example_loss, params, g, shard, fd_step)
     total, count = 0.0, 0.0
     for gi, hi in zip(g, hg):
         sign = ad.stop_gradient(ops.where(gi >= 0, ops.ones_like(gi), -ops.ones_like(gi)))
         total += ops.sum(ops.abs((gi - hi) / (gi + eps * sign) - 1.0))
         count += _count(gi, gi.dtype)
     return total / count, loss
+
+
+def hessian_gradient_fd(
+    per_example_loss: PerExampleLoss,
+    params: List[Tensor],
+    grads: List[Tensor],
+    batch,
+    step: Optional[float] = None,
+) -> List[Tensor]:
+    """``H·g`` by a central difference of the gradient along the unit gradient ``ĝ = g/‖g‖``.
+
+    ``Hg ≈ ‖g‖ · (g(θ + r·ĝ) − g(θ − r·ĝ)) / 2r`` with ``r = c · (1 + ‖θ‖)``,
+    ``c = √ε_mach`` (``ε_mach`` of the parameters' dtype) unless ``step`` gives it: the step of
+    Stan's ``finite_diff_hessian_times_vector_auto``, ``√ε·(1 + ‖x‖)/‖v‖`` for ``v = g``, from
+    Andrei (2009). ``ĝ`` and ``‖g‖`` stay differentiable (an outer
+    derivative of ``Hg`` needs ``H·∂g`` as well as the third derivative along ``g``: both come
+    from differentiating the two gradients at ``θ ± r·ĝ``, second order); ``r`` and the rescaling
+    of ``g`` by its largest entry (which makes ``ĝ`` safe from the underflow of ``‖g‖²`` in
+    float32, and is exactly cancelled) are held constant. ``g = 0`` gives ``Hg = 0``.
+
+    Args:
+        per_example_loss: ``per_example_loss(params, (x, y)) -> (B,)``.
+        params: the point ``θ``, one tensor per trainable variable.
+        grads: the whole batch's gradient ``g`` at ``θ`` (as :func:`gradient` returns it).
+        batch: ``(x, y)`` or a :class:`~keras_metainit.shards.Shard`.
+        step: the relative step ``c`` (default ``√ε_mach``).
+
+    Returns:
+        ``Hg``, one tensor per parameter tensor (the whole batch's, summed by ``shard.total``).
+
+    Reference:
+        Stan Math, ``stan/math/rev/functor/finite_diff_hessian_times_vector_auto.hpp``;
+        N. Andrei, "Accelerated conjugate gradient algorithm with finite difference Hessian/vector
+        product approximation for unconstrained optimization", J. Comput. Appl. Math. 230 (2009),
+        doi:10.1016/j.cam.2008.12.024.
+    """
+    if step is None:
+        step = math.sqrt(float(np.finfo(keras.backend.standardize_dtype(params[0].dtype)).eps))
+    largest = ad.stop_gradient(ops.max(ops.stack([ops.max(ops.abs(g)) for g in grads])))
+    largest = ops.where(largest > 0, largest, ops.ones_like(largest))
+    unit = [g / largest for g in grads]
+    # ‖g‖ / largest is in [1, √N] (an entry is ±1) unless g = 0, where 1 keeps every value and
+    # derivative finite (unit = 0, Hg = 0)
+    norm = ops.sqrt(ops.maximum(_sum_sq(unit), 1.0))
+    unit = [u / norm for u in unit]
+    r = ad.stop_gradient(step * (1.0 + ops.sqrt(_sum_sq(params))))
+    shard = whole(batch)
+    _, plus = _part_gradient(per_example_loss, [p + r * u for p, u in zip(params, unit)], shard)
+    _, minus = _part_gradient(per_example_loss, [p - r * u for p, u in zip(params, unit)], shard)
+    # One total of the difference: over parts (micro-batches, replicas) the cancellation happens
+    # inside each part, in the parameters' dtype, and the run has one stage fewer.
+    difference = shard.total([a - b for a, b in zip(plus, minus)])
+    factor = largest * norm / (2.0 * r)
+    return [factor * d for d in difference]
 
 
 def chunk_bounds(batch_size: int, splits: int = 4, overlap: float = 0.2) -> List[Tuple[int, int]]:

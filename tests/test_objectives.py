@@ -92,7 +92,7 @@ def _objective_of_scales(model, x, y, scales, objective=_gq):
             params[i] = s[j] * params[i]
         return objective(loss_fn, params, (tf.constant(x), tf.constant(y)))
 
-    s = tf.constant(scales, tf.float64)
+    s = tf.constant(scales, model.trainable_variables[0].dtype)
     with tf.GradientTape() as tape:
         tape.watch(s)
         value = f(s)
@@ -120,6 +120,37 @@ def test_scale_gradient_matches_central_differences(tiny, objective):
         fd.append((float(f(tf.constant(scales + e))) - float(f(tf.constant(scales - e)))) / (2 * h))
     np.testing.assert_allclose(grad.numpy(), fd, rtol=1e-4, atol=1e-7)
     assert np.all(np.abs(fd) > 1e-4), "test needs a non-trivial gradient"
+
+
+@pytest.mark.numerics
+@pytest.mark.parametrize("eps", [1e-2, 1e-5])
+def test_finite_difference_gq_and_scale_gradient_match_exact_in_float32(tiny, eps):
+    """GQ with ``hvp="finite_difference"`` (a central difference of the gradient in float32, at
+    Stan's step) against the exact one, value and scale gradient, on a smooth MLP; a step 1000×
+    too large is caught by the same comparison."""
+    _, x, y = tiny
+    model = _tiny_model("float32")
+    x = x.astype("float32")
+    scales = np.array([0.9, 1.1, 0.8])
+    root_eps = float(np.sqrt(np.finfo("float32").eps))
+
+    def compare(hvp, fd_step=None):
+        def objective(loss_fn, params, batch):
+            return objectives.gradient_quotient(loss_fn, params, batch, eps, hvp, fd_step)[0]
+        _, value, grad = _objective_of_scales(model, x, y, scales, objective)
+        return float(value), grad.numpy()
+
+    exact, exact_grad = compare("exact")
+    assert np.all(np.abs(exact_grad) > 1e-2), "test needs a non-trivial scale gradient"
+
+    def agree(value, grad):
+        cosine = grad @ exact_grad / np.linalg.norm(grad) / np.linalg.norm(exact_grad)
+        return (abs(value - exact) <= 1e-2 * exact and cosine > 0.99
+                and np.linalg.norm(grad - exact_grad) <= 0.03 * np.linalg.norm(exact_grad))
+
+    approx, approx_grad = compare("finite_difference")
+    assert agree(approx, approx_grad), (approx, exact, approx_grad, exact_grad)
+    assert not agree(*compare("finite_difference", 1e3 * root_eps))
 
 
 @pytest.mark.backend_neutral

@@ -43,6 +43,7 @@ def _value_and_grad(method, model, batches, micro_batches):
 
 METHODS = [
     methods.MetaInit(),
+    methods.MetaInit(hvp="finite_difference"),
     methods.GradInit(gamma=1e3),  # look-ahead steps
     methods.GradInit(gamma=1e-3, step="adam"),  # constraint steps (l1 norm)
     methods.GradCosine(gamma=1e3),

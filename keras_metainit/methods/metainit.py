@@ -37,6 +37,13 @@ class MetaInit(LearnedMethod):
             ``"relative"`` (each norm is multiplied by ``exp(m)``, so a tensor's step is
             proportional to its norm: a classifier head of norm 0.2 is not driven to the floor
             by steps sized for norms of 10; :func:`~keras_metainit.scale_opt.sign_momentum`).
+        hvp: how the gradient quotient's Hessian-gradient product is computed: ``"exact"``
+            (double backprop, as the paper; the scale gradient is third order) or
+            ``"finite_difference"`` (a central difference of the gradient along ``g/‖g‖``,
+            :func:`~keras_metainit.objectives.hessian_gradient_fd`; the scale gradient is second
+            order). On ReLU networks the difference crosses activation kinks, so it minimizes a
+            different quotient, and on TensorFlow it was not cheaper per step: the default
+            stays exact (docs/methods/metainit.md, ``benchmarks/metainit_hvp.py``).
 
     Examples:
         >>> import keras, keras_metainit
@@ -60,7 +67,7 @@ class MetaInit(LearnedMethod):
 
     def __init__(self, steps: int = 500, lr: Optional[float] = None, momentum: float = 0.9,
                  eps: float = 1e-2, min_norm: float = 1e-3, batch_size: int = 128,
-                 step: str = "absolute"):
+                 step: str = "absolute", hvp: str = "exact"):
         self.steps = validation.steps(steps)
         check(step in self.DEFAULT_LR, "step", step, "'absolute' or 'relative'")
         lr = self.DEFAULT_LR[step] if lr is None else lr
@@ -68,11 +75,12 @@ class MetaInit(LearnedMethod):
         check(is_real(momentum) and 0 <= momentum < 1, "momentum", momentum, "in [0, 1)")
         check(is_real(eps) and eps > 0, "eps", eps, "positive")
         check(is_real(min_norm) and 0 < min_norm <= 1, "min_norm", min_norm, "in (0, 1]")
+        check(hvp in objectives.HVP_MODES, "hvp", hvp, objectives.HVP_CHOICES)
         self.lr, self.momentum, self.eps = lr, momentum, eps
-        self.min_norm, self.batch_size, self.step = min_norm, batch_size, step
+        self.min_norm, self.batch_size, self.step, self.hvp = min_norm, batch_size, step, hvp
 
     def objective(self, loss_fn, params, shards):
-        gq, loss = objectives.gradient_quotient(loss_fn, params, shards[0], self.eps)
+        gq, loss = objectives.gradient_quotient(loss_fn, params, shards[0], self.eps, self.hvp)
         return gq, keras.ops.convert_to_tensor(False), {"gq": gq, "loss": loss}
 
     def transform(self):

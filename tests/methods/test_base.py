@@ -16,7 +16,8 @@ from keras_metainit import methods
 
 #: options other than the defaults, so that a lost or mixed-up attribute shows
 NON_DEFAULT = {
-    "metainit": dict(steps=7, lr=0.2, momentum=0.5, eps=1e-5, min_norm=0.1, batch_size=16),
+    "metainit": dict(steps=7, lr=0.2, momentum=0.5, eps=1e-5, min_norm=0.1, batch_size=16,
+                     hvp="finite_difference"),
     "gradinit": dict(steps=7, lr=0.2, eta=0.3, gamma=2.0, min_scale=0.1, step="adam",
                      overlap=0.25, normalize=False, batch_size=16),
     "gradcosine": dict(steps=7, lr=0.2, splits=3, overlap=0.1, gamma=2.0, target="gc",
@@ -71,6 +72,7 @@ def test_options_override_a_config_and_unknown_names_are_refused():
     (methods.MetaInit, {"momentum": 1.0}),
     (methods.MetaInit, {"eps": 0.0}),
     (methods.MetaInit, {"min_norm": 2.0}),
+    (methods.MetaInit, {"hvp": "hessian"}),
     (methods.GradInit, {"steps": 0}),
     (methods.GradInit, {"lr": 0}),
     (methods.GradInit, {"eta": -1.0}),

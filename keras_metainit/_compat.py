@@ -11,8 +11,8 @@ Name                                   Why                                      
 ``.data_adapter_utils``                own split of ``(x, y, sample_weight)``
 ``keras.src.trainers.compile_utils``   ``CompileLoss``: the compiled loss's        losses.py
                                        structure and weights
-``tf.__internal__.EagerTensor``        a softmax output's logits are read from     losses.py
-                                       its graph op, which an eager tensor lacks
+``tf.__internal__.EagerTensor``        a softmax output's logits are read from     autodiff/
+                                       its graph op, which an eager tensor lacks   tensorflow.py
 ``keras.src.backend.jax``              ``_to_backend_layout``: a                   learned/jax.py
 ``.distribution_lib``                  ``keras.distribution`` layout as a JAX
                                        sharding

@@ -30,9 +30,14 @@ Functions (the same signatures on every backend):
   step: a ``tf.function`` on TensorFlow (``separate``: never inlined, see
   :func:`keras_metainit.autodiff.tensorflow.compiled_loss`); ``fn`` itself on JAX (``jax.jit``
   compiles the whole step) and torch (run eagerly).
+- ``no_gradients()``: a context for forward passes nothing differentiates (the layer-wise
+  methods' activations): ``torch.no_grad()`` on torch, where a variable's tensor records every
+  use; nothing to do on TensorFlow and JAX, which record only under a tape or a transform.
 - ``BACKEND``: the name of the backend in use.
 """
 from __future__ import annotations
+
+import contextlib
 
 import keras
 
@@ -41,11 +46,15 @@ BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
     from keras_metainit.autodiff.tensorflow import (compiled_loss, softmax_logits, stop_gradient,
                                                     value_and_grad, values_and_grads)
+
+    no_gradients = contextlib.nullcontext
 elif BACKEND in ("jax", "torch"):
     if BACKEND == "jax":
         from keras_metainit.autodiff.jax import stop_gradient, value_and_grad, values_and_grads
+
+        no_gradients = contextlib.nullcontext
     else:
-        from keras_metainit.autodiff.torch import (stop_gradient, value_and_grad,
+        from keras_metainit.autodiff.torch import (no_gradients, stop_gradient, value_and_grad,
                                                    values_and_grads)
 
     def softmax_logits(y_pred):
@@ -62,4 +71,4 @@ else:
         "KERAS_BACKEND=jax, KERAS_BACKEND=torch or KERAS_BACKEND=tensorflow.")
 
 __all__ = ["BACKEND", "value_and_grad", "values_and_grads", "stop_gradient", "softmax_logits",
-           "compiled_loss"]
+           "compiled_loss", "no_gradients"]

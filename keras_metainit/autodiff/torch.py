@@ -19,7 +19,7 @@ from typing import Any, List
 
 import torch
 
-__all__ = ["value_and_grad", "values_and_grads", "stop_gradient"]
+__all__ = ["value_and_grad", "values_and_grads", "stop_gradient", "no_gradients"]
 
 _depth = 0  # functions being differentiated by this seam right now (nesting level)
 
@@ -79,3 +79,6 @@ def values_and_grads(f, params, has_aux: bool = False):
 
 def stop_gradient(x: Any):
     return x.detach() if isinstance(x, torch.Tensor) else x
+
+
+no_gradients = torch.no_grad

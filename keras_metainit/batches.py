@@ -59,16 +59,17 @@ def rebatch(elements: Iterable[Element], size: int) -> Iterator[Element]:
             held = [_slice(whole, size, size + count)] if count else []
 
 
-def replayable(iterable: Iterable[Element]) -> Callable[[], Iterator[Element]]:
-    """A function that starts a pass over ``iterable``: a fresh ``iter()`` for a re-iterable
-    object; for a one-shot iterator (a generator), its elements are kept as they come, and every
-    pass gives the kept ones first, then takes new ones, until the iterator is done."""
+def replayable(iterable: Iterable[Element]) -> Callable[[int], Iterator[Element]]:
+    """A source over ``iterable`` (``source(epoch)`` starts a pass): a fresh ``iter()`` for a
+    re-iterable object; for a one-shot iterator (a generator), its elements are kept as they
+    come, and every pass gives the kept ones first, then takes new ones, until the iterator is
+    done."""
     if iter(iterable) is not iterable:
-        return lambda: iter(iterable)
+        return lambda epoch: iter(iterable)
     kept: List[Element] = []
     done: List[bool] = []
 
-    def one_pass():
+    def one_pass(epoch: int = 0):
         i = 0
         while True:
             if i < len(kept):
@@ -91,8 +92,9 @@ class Batches:
     for the same seed).
 
     Args:
-        source: ``source()`` starts one pass over the data and yields elements (nests of NumPy
-            arrays with a batch axis, of any sizes).
+        source: ``source(epoch)`` starts pass ``epoch`` (0, 1, ...) over the data and yields
+            elements (nests of NumPy arrays with a batch axis, of any sizes); the same epoch
+            gives the same elements, however many passes were started before.
         size: examples per batch.
         prepare: applied to every batch of the stream (labels drawn, weights checked), or None.
         labelled: whether the batches are ``(x, y)`` or ``(x, y, sample_weight)``.
@@ -101,20 +103,20 @@ class Batches:
     Example:
 
     ```python
-    stream = Batches(lambda: iter([(x[:64], y[:64]), (x[64:], y[64:])]), 32)
+    stream = Batches(lambda epoch: iter([(x[:64], y[:64]), (x[64:], y[64:])]), 32)
     x0, y0 = next(iter(stream))  # 32 examples
     ```
     """
 
-    def __init__(self, source: Callable[[], Iterator[Element]], size: int,
+    def __init__(self, source: Callable[[int], Iterator[Element]], size: int,
                  prepare: Optional[Callable[[Element, int], Element]] = None,
                  labelled: bool = True, weighted: bool = False):
         self.source, self.size, self.prepare = source, int(size), prepare
         self.labelled, self.weighted = labelled, weighted
 
     def one_pass(self) -> Iterator[Element]:
-        """The batches of one pass over the source, in order."""
-        for i, element in enumerate(rebatch(self.source(), self.size)):
+        """The batches of the first pass over the source, in order."""
+        for i, element in enumerate(rebatch(self.source(0), self.size)):
             yield element if self.prepare is None else self.prepare(element, i)
 
     def first(self) -> Optional[Element]:
@@ -122,16 +124,17 @@ class Batches:
         return next(self.one_pass(), None)
 
     def __iter__(self) -> Iterator[Element]:
-        index = 0
+        index = epoch = 0
         while True:
             got = False
-            for element in rebatch(self.source(), self.size):
+            for element in rebatch(self.source(epoch), self.size):
                 got = True
                 yield element if self.prepare is None else self.prepare(element, index)
                 index += 1
             if not got:
                 raise DataError(f"A pass over the data yielded no batch of {self.size} "
                                 "examples.")
+            epoch += 1
 
     def map(self, fn: Callable[[Element], Element]) -> "Batches":
         """The same stream with ``fn`` applied to every batch."""

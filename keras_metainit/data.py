@@ -150,8 +150,8 @@ def _sample_weights(w, n: int) -> np.ndarray:
 # Sources
 # ----------------------------------------------------------------------------------------------
 def _from_arrays(x, y, batch_size: int, seed: int, w=None):
-    """``(source, n, y)``: batches of the arrays, shuffled anew every pass (NumPy, from
-    ``seed``)."""
+    """``(source, n, y)``: batches of the arrays, shuffled anew every pass (NumPy: pass ``epoch``
+    in the order drawn from ``(seed, epoch)``, the same on every backend)."""
     x = _floatx_arrays(x)
     y = None if y is None else _floatx_arrays(y)
     lengths = {}
@@ -178,11 +178,10 @@ def _from_arrays(x, y, batch_size: int, seed: int, w=None):
     elements = x if y is None else (x, y)
     if w is not None and y is not None:
         elements = (x, y, _sample_weights(w, n))
-    rng = np.random.default_rng(seed)
     size = min(batch_size, n)
 
-    def source():
-        order = rng.permutation(n)
+    def source(epoch: int):
+        order = np.random.default_rng([seed, epoch]).permutation(n)
         for start in range(0, n - size + 1, size):
             take = order[start:start + size]
             yield tree.map_structure(lambda a: a[take], elements)
@@ -202,9 +201,9 @@ def _elements_of(data) -> Tuple[Optional[Callable[[], Iterator[Any]]], str]:
     iterable of batches, and its description; ``(None, "")`` for any other form."""
     dataset_class = _tensorflow_dataset_class()
     if dataset_class is not None and isinstance(data, dataset_class):
-        return data.as_numpy_iterator, "tf.data.Dataset"
+        return lambda epoch: data.as_numpy_iterator(), "tf.data.Dataset"
     if isinstance(data, keras.utils.PyDataset):
-        def passes():
+        def passes(epoch: int):
             for i in range(len(data)):
                 yield data[i]
             data.on_epoch_end()
@@ -228,7 +227,7 @@ def _from_tfds(name: str):
             f"(download=False): {e}. Prepare it first with `tfds build {name}` or pass arrays / a "
             "tf.data.Dataset."
         ) from e
-    return ds.as_numpy_iterator
+    return lambda epoch: ds.as_numpy_iterator()
 
 
 def _split(element, specs) -> Tuple[Any, Any, Any]:
@@ -257,7 +256,7 @@ def _is_single_example(x, specs) -> bool:
 def _from_elements(start, specs, batch_size: Optional[int]):
     """``(source, labelled, weighted, description)``: an iterable's elements as ``(x, y[, w])``
     or ``x`` batches of NumPy arrays (single examples batched)."""
-    first = next(start(), None)
+    first = next(start(0), None)
     if first is None:
         raise DataError("`data` is empty: it yielded no element.")
     x0, y0, w0 = _split(first, specs)
@@ -266,8 +265,8 @@ def _from_elements(start, specs, batch_size: Optional[int]):
     if weighted and not single and not _one_weight_per_example(np.shape(_to_numpy(w0))):
         raise DataError(_WEIGHTS_MESSAGE + f" Received batches of shape {np.shape(w0)}.")
 
-    def source():
-        for element in start():
+    def source(epoch: int):
+        for element in start(epoch):
             x, y, w = _split(element, specs)
             if single:
                 x, y, w = tree.map_structure(lambda a: _to_numpy(a)[None], (x, y, w))
@@ -343,7 +342,7 @@ def make_dataset(
         if isinstance(data, str):
             start, desc = _from_tfds(data), f"tfds:{data} (train split)"
         source, labelled, weighted, note = _from_elements(start, specs, batch_size)
-        first = next(source(), None)
+        first = next(source(0), None)
         # Equal batch shapes: the compiled step is traced once, chunks are well defined.
         size = bs if note or first is None else int(batch_size or len(tree.flatten(first)[0]))
         desc += f"{note}, batch {size}"

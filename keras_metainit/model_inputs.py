@@ -96,9 +96,9 @@ def input_struct(model):
 # ----------------------------------------------------------------------------------------------
 # Random inputs and labels (NumPy, one generator per batch: the same draws on every backend)
 # ----------------------------------------------------------------------------------------------
-def random_inputs(model, batch_size: int, seed: int) -> Callable[[], Iterator[Any]]:
-    """A source of endless batches of random inputs for every input of the model (see the
-    module doc)."""
+def random_inputs(model, batch_size: int, seed: int) -> Callable[[int], Iterator[Any]]:
+    """A source (``source(epoch)``: one endless pass) of batches of random inputs for every
+    input of the model: batch ``i`` from NumPy's generator seeded by ``(seed, i)``."""
     specs = input_specs(model)
     struct = input_struct(model)
 
@@ -115,7 +115,7 @@ def random_inputs(model, batch_size: int, seed: int) -> Callable[[], Iterator[An
                              f"(input {spec.name!r}); pass data.")
         return rng.standard_normal(shape).astype(dtype)
 
-    def source():
+    def source(epoch: int = 0):
         i = 0
         while True:
             rng = np.random.default_rng([seed, i])

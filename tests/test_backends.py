@@ -142,3 +142,25 @@ def test_tensorflow_only_options_are_refused_naming_the_alternative():
         with pytest.raises(ValueError, match="keras.distribution"):
             km.meta_initialize(model, None, "metainit", steps=1, batch_size=32,
                                strategy=object(), verbose=0)
+
+
+@pytest.mark.skipif(ad.BACKEND != "torch", reason="torch's missing higher-order derivatives")
+def test_a_layer_torch_cannot_differentiate_twice_is_refused_by_name():
+    """``torch.cdist`` has a first derivative but no second: MetaInit stops before any step
+    with the operation named, and the model is unchanged."""
+    import torch
+
+    class Distances(keras.layers.Layer):
+        def build(self, shape):
+            self.centers = self.add_weight(shape=(4, shape[-1]), initializer="random_normal")
+
+        def call(self, x):
+            return torch.cdist(x, self.centers, compute_mode="donot_use_mm_for_euclid_dist")
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(8, "relu"), Distances()])
+    w0 = [_np(v.value).copy() for v in model.trainable_variables]
+    with pytest.raises(NotImplementedError, match="_cdist_backward.*KERAS_BACKEND=jax"):
+        km.meta_initialize(model, _xy(), "metainit", steps=2, batch_size=32, seed=0, verbose=0)
+    for v, w in zip(model.trainable_variables, w0):
+        np.testing.assert_array_equal(_np(v.value), w)

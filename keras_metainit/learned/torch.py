@@ -10,6 +10,12 @@ not nest derivatives. The weights at the start enter detached, so autograd recor
 depends on the scales, and the step's results are detached, so no graph outlives a step. The
 host reads the step's metrics once per step, as on every backend (:func:`~keras_metainit.learned.core.drive`).
 
+Where torch has no higher-order derivative for an operation of the model (its ``derivative for
+... is not implemented`` error, e.g. ``torch.cdist``'s second derivative), the run stops before
+any scale is written with a ``NotImplementedError`` that names the operation and the
+alternatives. (A custom ``torch.autograd.Function`` marked ``once_differentiable`` records no
+graph for its gradient, which torch does not report: its higher derivatives come out as zeros.)
+
 Data: the NumPy batches of :mod:`keras_metainit.data`, moved to Keras's device (a GPU where torch
 sees one). ``tf.distribute`` strategies and ``micro_batches`` need the TensorFlow backend, and
 Keras's ``keras.distribution`` has no torch implementation: one device runs the step.
@@ -27,24 +33,29 @@ __all__ = ["run", "TorchRun"]
 
 
 def _eager(fn):
-    """``fn`` itself, its results detached from autograd's graph."""
+    """``fn`` itself, its results detached from autograd's graph; torch's missing higher-order
+    derivatives refused by name."""
 
     def call(*args):
-        return keras.tree.map_structure(ad.stop_gradient, fn(*args))
+        try:
+            out = fn(*args)
+        except NotImplementedError as e:
+            if "derivative for" not in str(e):
+                raise
+            raise NotImplementedError(
+                f"torch cannot take the higher-order derivatives a learned method needs "
+                f"(MetaInit's scale gradient is a third derivative, GradInit's and GradCosine's "
+                f"a second) through this model: {e} The model is unchanged. Use "
+                "KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax, or a layer-wise method "
+                "(method='lsuv' or 'sylvester'), which takes no derivative.") from e
+        return keras.tree.map_structure(ad.stop_gradient, out)
 
     return call
 
 
 class TorchRun(FunctionalRun):
-    """One learned-method run on torch: the step run eagerly (see the module doc).
-
-    Args:
-        model: the model.
-        method: the learned method.
-        loss_fn: the per-example loss (:func:`~keras_metainit.model_fn.make_loss_fn`).
-        report: the report being filled.
-        size: examples per batch of the step.
-    """
+    """One learned-method run on torch: the step run eagerly (see the module doc); the
+    arguments are :class:`~keras_metainit.learned.core.Run`'s."""
 
     def __init__(self, model, method, loss_fn, report, size: int):
         super().__init__(model, method, loss_fn, report, size, _eager, tracing=False)

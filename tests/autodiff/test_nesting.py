@@ -1,8 +1,8 @@
-"""The autodiff seam on every backend (backend-neutral: CI runs this file under TensorFlow, JAX
-and torch): gradients nest to the third order, ``values_and_grads`` gives one gradient per value
-from one forward pass, ``stop_gradient`` blocks outer derivatives, unused parameters get zeros,
-and gradients reach a Keras model's weights through ``stateless_call`` (on torch,
-keras-team/keras#20279 reports zero gradients through ``torch.func.functional_call``)."""
+"""The autodiff seam's nesting on every backend (backend-neutral: CI runs this file under
+TensorFlow, JAX and torch): gradients nest to the third order (MetaInit's scale gradient),
+``stop_gradient`` blocks outer derivatives too, and gradients reach a Keras model's weights
+through ``stateless_call`` (on torch, keras-team/keras#20279 reports zero gradients through
+``torch.func.functional_call``). The first-order contract is ``test_autodiff.py``'s."""
 import keras
 import numpy as np
 import pytest
@@ -46,33 +46,6 @@ def test_gradients_nest_to_the_third_order():
     a, b, u64 = A.astype(np.float64), B.astype(np.float64), u.astype(np.float64)
     want = -np.sum(np.cos(a) * u64 ** 3) * np.sum(b ** 2)
     np.testing.assert_allclose(got, want, rtol=1e-5)
-
-
-def test_value_and_grad_of_a_list_with_aux_and_an_unused_parameter():
-    def f(p):
-        return _f(p[:2]), ops.sum(p[0])
-
-    (value, aux), grads = ad.value_and_grad(f, [_t(A), _t(B), _t([1.0, 2.0])], has_aux=True)
-    a, b = A.astype(np.float64), B.astype(np.float64)
-    np.testing.assert_allclose(_np(value), np.sum(np.sin(a)) * np.sum(b ** 2), rtol=1e-6)
-    np.testing.assert_allclose(_np(aux), np.sum(a), rtol=1e-6)
-    np.testing.assert_allclose(_np(grads[0]), np.cos(a) * np.sum(b ** 2), rtol=1e-6)
-    np.testing.assert_allclose(_np(grads[1]), np.sum(np.sin(a)) * 2 * b, rtol=1e-6)
-    np.testing.assert_array_equal(_np(grads[2]), [0.0, 0.0])  # dense zeros, not None
-
-
-def test_values_and_grads_one_gradient_per_value():
-    def f(p):
-        return [ops.sum(ops.square(p[0])), ops.sum(p[0] * p[1])]
-
-    values, grads = ad.values_and_grads(f, [_t(A), _t(A[::-1].copy())])
-    a, r = A.astype(np.float64), A[::-1].astype(np.float64)
-    np.testing.assert_allclose([_np(v) for v in values], [np.sum(a ** 2), np.sum(a * r)],
-                               rtol=1e-6)
-    np.testing.assert_allclose(_np(grads[0][0]), 2 * a, rtol=1e-6)
-    np.testing.assert_array_equal(_np(grads[0][1]), np.zeros(3))
-    np.testing.assert_allclose(_np(grads[1][0]), r, rtol=1e-6)
-    np.testing.assert_allclose(_np(grads[1][1]), a, rtol=1e-6)
 
 
 def test_stop_gradient_blocks_outer_derivatives():

@@ -134,7 +134,8 @@ def main():
 
         models = args.models if "--models" in sys.argv else ["mlp", "cnn"]
         return step_cost_backends.main(["--backends", "tensorflow", args.backend, "--models",
-                                        *models, "--steps", str(args.steps)])
+                                        *models, "--steps", str(args.steps)]
+                                       + (["--json", args.json] if args.json else []))
     print(f"{args.steps} timed steps per row; each run a fresh process; MLP and CNN rows: the "
           f"run of median ratio of {args.repeats}")
     models = {}

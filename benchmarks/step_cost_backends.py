@@ -52,13 +52,26 @@ def _model(name: str):
     return make, x[:16 * batch], y[:16 * batch], batch
 
 
+def _device() -> str:
+    """The device the backend runs on (Keras's first device; on torch, which has no
+    ``keras.distribution``, torch's own)."""
+    try:
+        import keras
+
+        return str(keras.distribution.list_devices()[0])
+    except (AttributeError, RuntimeError):
+        import torch
+
+        return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
+
+
 def child(models, steps: int) -> None:
     """Measure on the backend this process was started with; print one JSON line."""
     sys.path.insert(0, HERE)
     import keras
     import step_cost
 
-    rows = {"device": str(keras.distribution.list_devices()[0])}
+    rows = {"device": _device()}
     for name in models:
         make, x, y, batch = _model(name)
         n = min(steps, 4) if name == "resnet" else steps

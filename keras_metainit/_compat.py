@@ -74,7 +74,12 @@ def require_tensorflow(what: str, module: str = "tensorflow"):
     Example:
 
     ```python
-    tfds = require_tensorflow("Loading data by name", "tensorflow_datasets")
+    from keras_metainit._compat import require_tensorflow
+
+    try:
+        tfds = require_tensorflow("Loading data by name", "tensorflow_datasets")
+    except ImportError as e:  # the message names the tensorflow extra
+        print(e)
     ```
     """
     import importlib

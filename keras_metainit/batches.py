@@ -103,8 +103,12 @@ class Batches:
     Example:
 
     ```python
+    import numpy as np
+    from keras_metainit.batches import Batches
+
+    x, y = np.zeros((100, 3)), np.arange(100)
     stream = Batches(lambda epoch: iter([(x[:64], y[:64]), (x[64:], y[64:])]), 32)
-    x0, y0 = next(iter(stream))  # 32 examples
+    x0, y0 = next(iter(stream))  # 32 examples; the 100th is dropped, and passes repeat
     ```
     """
 

@@ -317,6 +317,12 @@ def make_dataset(
     Example:
 
     ```python
+    import keras
+    import numpy as np
+    from keras_metainit.data import make_dataset
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x, y = np.ones((200, 4), "float32"), np.zeros(200, "int64")
     batches, description, loss_spec = make_dataset((x, y), model, batch_size=64)
     x0, y0 = next(iter(batches))  # NumPy, 64 examples
     ```

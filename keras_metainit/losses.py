@@ -94,8 +94,13 @@ def per_example(fn: Any, y_true: Tensor, y_pred: Tensor) -> Tensor:
     Example:
 
     ```python
+    import keras
+    from keras_metainit.losses import per_example
+
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    per = per_example(loss, keras.ops.cast(labels, "float32"), logits)  # shape (batch,)
+    logits = keras.ops.convert_to_tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    labels = keras.ops.convert_to_tensor([0.0, 2.0])
+    per = per_example(loss, labels, logits)  # one value per example, shape (2,)
     ```
     """
     ce = _softmax_ce(fn)

@@ -128,8 +128,15 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     Example:
 
     ```python
+    import keras
+    import numpy as np
+    from keras_metainit.losses import resolve_loss
+    from keras_metainit.model_fn import make_loss_fn
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x, y = np.ones((8, 4), "float32"), np.zeros(8, "int64")
     loss_fn = make_loss_fn(model, resolve_loss(model, "sparse_categorical_crossentropy"))
-    per = loss_fn([v.value for v in model.trainable_variables], (x, y))
+    per = loss_fn([v.value for v in model.trainable_variables], (x, y))  # shape (8,)
     ```
     """
     loss_head = loss_spec.per_example  # written once in keras.ops

@@ -18,7 +18,7 @@ why; ``find_blocks(model).count("encoder")`` is the N of an N-layer encoder.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Set, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Set, Tuple, Type, Union
 
 import keras
 

@@ -67,9 +67,12 @@ def deepnorm_constants(encoder_layers: int = 0, decoder_layers: int = 0,
     Raises:
         ValueError: a negative count, no layers at all, or an unknown ``source``.
 
-    Example:
-        >>> deepnorm_constants(encoder_layers=6)["encoder"]        # (1.861, 0.3799)
-        >>> deepnorm_constants(encoder_layers=6, decoder_layers=6)  # both stacks
+    Examples:
+        >>> alpha, beta = deepnorm_constants(encoder_layers=6)["encoder"]
+        >>> round(alpha, 4), round(beta, 4)
+        (1.8612, 0.3799)
+        >>> sorted(deepnorm_constants(encoder_layers=6, decoder_layers=6))  # both stacks
+        ['decoder', 'encoder']
 
     Reference:
         Wang, Ma, Dong, Huang, Zhang & Wei, "DeepNet: Scaling Transformers to 1,000 Layers",
@@ -112,9 +115,11 @@ class DeepNormInit(_FreshSeedInitializer):
     Raises:
         ValueError: a gain that is not a positive float, or a bad seed.
 
-    Example:
+    Examples:
         >>> alpha, beta = deepnorm_constants(encoder_layers=6)["encoder"]
         >>> ffn = keras.layers.Dense(256, "relu", kernel_initializer=DeepNormInit(beta))
+        >>> round(DeepNormInit(beta).stddev((64, 256)), 4)  # beta * sqrt(2 / (64 + 256))
+        0.03
 
     Reference:
         Wang et al., "DeepNet: Scaling Transformers to 1,000 Layers", 2022, Figure 2
@@ -165,9 +170,13 @@ class DeepNormResidual(keras.layers.Add):
     Raises:
         ValueError: ``alpha`` not a positive float, or not called on two tensors.
 
-    Example:
-        >>> alpha, beta = deepnorm_constants(encoder_layers=6)["encoder"]
-        >>> y = DeepNormResidual(alpha)([x, keras.layers.Dense(16)(x)])
+    Examples:
+        >>> import numpy as np
+        >>> x = keras.Input((4, 16))
+        >>> f = keras.layers.Dense(16, kernel_initializer="zeros")(x)   # f(x) = 0
+        >>> model = keras.Model(x, DeepNormResidual(2.0)([x, f]))
+        >>> float(model(np.ones((1, 4, 16)))[0, 0, 0])                  # 2·1 + 0
+        2.0
 
     Reference:
         Wang et al., "DeepNet: Scaling Transformers to 1,000 Layers", 2022, Figure 2
@@ -214,9 +223,17 @@ class DeepNorm(AnalyticMethod):
             (:func:`deepnorm_constants`).
         seed: seed of the draws; None: the run's.
 
-    Example:
-        >>> report = model.meta_initialize(method="deepnorm")
-        >>> report = model.meta_initialize(x, method=["deepnorm", "gradinit"], steps=50)
+    Examples:
+        >>> alpha, beta = deepnorm_constants(encoder_layers=1)["encoder"]
+        >>> x = keras.Input((8, 16))
+        >>> a = keras.layers.MultiHeadAttention(2, 8)(x, x)
+        >>> h = keras.layers.LayerNormalization()(DeepNormResidual(alpha)([x, a]))
+        >>> f = keras.layers.Dense(16)(keras.layers.Dense(32, activation="relu")(h))
+        >>> y = keras.layers.LayerNormalization()(DeepNormResidual(alpha)([h, f]))
+        >>> report = keras.Model(x, y).meta_initialize(method="deepnorm", seed=0, verbose=0)
+        >>> [(row["part"], round(row["gain"], 3)) for row in report.layers]
+        [('query', 1.0), ('key', 1.0), ('value', 0.595), ('output', 0.595), ('ffn1', 0.595),
+         ('ffn2', 0.595)]
 
     Reference:
         Wang et al., "DeepNet: Scaling Transformers to 1,000 Layers", 2022; microsoft/torchscale.

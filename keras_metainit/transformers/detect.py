@@ -13,14 +13,12 @@ it:
    not know, and every feed-forward branch with no attention before it, is *unidentified*, with
    the reason. Methods list them up front and leave their kernels as they are.
 
-Example:
-    >>> scan = keras_metainit.transformers.find_blocks(model)
-    >>> print(scan)                # blocks, embeddings, and what was not identified, and why
-    >>> scan.count("encoder")      # N of an N-layer encoder
+``print(find_blocks(model))`` shows the blocks, the embeddings, and what was not identified, and
+why; ``find_blocks(model).count("encoder")`` is the N of an N-layer encoder.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Set, Tuple, Type, Union
+from typing import Any, Callable, Dict, List, Set, Tuple, Type, Union
 
 import keras
 
@@ -50,17 +48,22 @@ def register_block(layer_class: Type[keras.layers.Layer], reader: BlockReader) -
         reader: a function of a built layer returning its :class:`AttentionBlock` (or a string:
             the reason it cannot be read).
 
-    Example:
+    Examples:
         >>> class Block(keras.layers.Layer):        # x + ffn(x + mha(x, x)), no normalization
-        ...     def __init__(self):
-        ...         super().__init__()
+        ...     def __init__(self, **kwargs):
+        ...         super().__init__(**kwargs)
         ...         self.mha = keras.layers.MultiHeadAttention(2, 8)
         ...         self.up, self.down = keras.layers.Dense(32, "relu"), keras.layers.Dense(16)
         ...     def call(self, x):
         ...         x = x + self.mha(x, x)
         ...         return x + self.down(self.up(x))
+        >>> print(find_blocks(keras.Sequential([keras.Input((8, 16)), Block()])).unidentified[0])
+        Unidentified(name='.../block/multi_head_attention...', kind='MultiHeadAttention',
+                     reason="it is inside 'block...' (Block), a subclassed layer whose call() ...")
         >>> register_block(Block, lambda layer: AttentionBlock(
-        ...     layer.name, [layer.mha], [layer.up, layer.down], norm="none", source="Block"))
+        ...     layer.name, [layer.mha], [layer.up, layer.down], source="Block", layer=layer))
+        >>> find_blocks(keras.Sequential([keras.Input((8, 16)), Block(), Block()])).count("encoder")
+        2
 
     Reference:
         The analogue of :func:`keras_metainit.layerwise.register_layer` for blocks.
@@ -156,13 +159,15 @@ def find_blocks(model: keras.Model) -> BlockScan:
     Raises:
         ValueError: the model is not built.
 
-    Example:
+    Examples:
         >>> x = keras.Input((8, 16))
-        >>> a = keras.layers.MultiHeadAttention(2, 8)(x, x)
-        >>> x = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))
-        >>> f = keras.layers.Dense(16)(keras.layers.Dense(32, "relu")(x))
-        >>> x = keras.layers.LayerNormalization()(keras.layers.Add()([x, f]))
-        >>> print(find_blocks(keras.Model(keras.Input((8, 16)), x)))  # 1 encoder block, post
+        >>> a = keras.layers.MultiHeadAttention(2, 8, name="mha")(x, x)
+        >>> h = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))
+        >>> f = keras.layers.Dense(16, name="down")(keras.layers.Dense(32, "relu", name="up")(h))
+        >>> h = keras.layers.LayerNormalization()(keras.layers.Add()([h, f]))
+        >>> print(find_blocks(keras.Model(x, h)))
+        1 attention blocks (1 encoder, 0 decoder)
+          mha: encoder, 1 attention, feed-forward up, down, norm post, alpha 1 (functional graph)
 
     Reference:
         The block structure of Vaswani et al., "Attention Is All You Need", NeurIPS 2017.

@@ -61,8 +61,9 @@ def t_fixup_factors(encoder_layers: int = 0, decoder_layers: int = 0
     Raises:
         ValueError: a negative count, or no layers at all.
 
-    Example:
-        >>> t_fixup_factors(encoder_layers=6)["encoder"]    # (0.4281, 0.3689)
+    Examples:
+        >>> [round(f, 4) for f in t_fixup_factors(encoder_layers=6)["encoder"]]
+        [0.4281, 0.3689]
 
     Reference:
         Huang, Perez, Ba & Volkovs, "Improving Transformer Optimization Through Better
@@ -102,9 +103,14 @@ class TFixup(AnalyticMethod):
         embeddings: draw and scale the token embeddings (False: leave them).
         seed: seed of the draws; None: the run's.
 
-    Example:
-        >>> report = model.meta_initialize(method="t_fixup")
-        >>> report = model.meta_initialize((x, y), method=["t_fixup", "gradinit"], steps=100)
+    Examples:
+        >>> x = keras.Input((8, 16))                       # one block, no LayerNorm
+        >>> h = keras.layers.Add()([x, keras.layers.MultiHeadAttention(2, 8)(x, x)])
+        >>> f = keras.layers.Dense(16)(keras.layers.Dense(32, activation="relu")(h))
+        >>> model = keras.Model(x, keras.layers.Add()([h, f]))
+        >>> report = model.meta_initialize(method="t_fixup", seed=0, verbose=0)
+        >>> [(row["part"], round(row["factor"], 2)) for row in report.layers]
+        [('query', 1.0), ('key', 1.0), ('value', 0.67), ('output', 0.67), ('ffn1', 0.67), ('ffn2', 0.67)]
 
     Reference:
         Huang, Perez, Ba & Volkovs, "Improving Transformer Optimization Through Better
@@ -179,8 +185,12 @@ def t_fixup(model: keras.Model, **options: Any):
         The :class:`~keras_metainit.InitReport`: one row per kernel set (factor, std) and per
         part left as it is, with the reason.
 
-    Example:
-        >>> print(keras_metainit.transformers.t_fixup(model))
+    Examples:
+        >>> x = keras.Input((8, 16))
+        >>> h = keras.layers.Add()([x, keras.layers.MultiHeadAttention(2, 8)(x, x)])
+        >>> report = t_fixup(keras.Model(x, h), seed=0)
+        >>> report.method, sum(row["status"] == "set" for row in report.layers)
+        ('t_fixup', 4)
 
     Reference:
         Huang, Perez, Ba & Volkovs, ICML 2020 (see :class:`TFixup`).

@@ -49,7 +49,7 @@ def test_strategy_argument_for_a_model_built_outside_its_scope(results):
 @pytest.mark.slow
 def test_multiworker_example_runs_and_matches_one_process():
     """docs/distributed.md's MultiWorkerMirroredStrategy example: two local worker processes."""
-    script = Path(__file__).resolve().parents[1] / "examples" / "distributed" / "multiworker.py"
+    script = Path(__file__).resolve().parents[2] / "examples" / "distributed" / "multiworker.py"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
            "KERAS_METAINIT_EXAMPLES_QUICK": "1"}
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,

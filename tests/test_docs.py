@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 CI_RUN = (ROOT / ".ci" / "run").read_text()
 
-MAIN_JOB = "python3 -m venv .venv && . .venv/bin/activate && pip install -e . && keras-metainit demo"
+MAIN_JOB = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[tensorflow]" && keras-metainit demo'
 TESTS = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test,docs]" && pytest -q'
 
 

@@ -9,7 +9,7 @@ README = (ROOT / "README.md").read_text()
 CI_RUN = (ROOT / ".ci" / "run").read_text()
 
 MAIN_JOB = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[tensorflow]" && keras-metainit demo'
-TESTS = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test,docs]" && pytest -q'
+TESTS = 'python3 -m venv .venv && . .venv/bin/activate && pip install -e ".[test,docs]" && pytest -q -n 2 --dist loadfile'
 
 
 def _code_blocks(text, lang):

@@ -27,12 +27,15 @@ MODELS = ("mlp 8x256", "cnn 4x32")
 def child(steps: int, batch: int) -> None:
     """Measure on the backend this process was started with; print one JSON line."""
     sys.path.insert(0, HERE)
-    import common
     import step_cost
 
-    (x, y), _, _ = common.fashion_mnist("small")
+    from keras_metainit.experiments import data as datasets
+    from keras_metainit.experiments import models
+
+    (x, y), _, _ = datasets.fashion_mnist("small", standardize=False)
     data = (x[:2048], y[:2048])
-    makes = {"mlp 8x256": lambda: common.mlp(8, 256, 0), "cnn 4x32": lambda: common.cnn(4, 32, 0)}
+    makes = {"mlp 8x256": lambda: models.mlp(8, 256, seed=0),
+             "cnn 4x32": lambda: models.cnn(4, 32, seed=0)}
     rows = {}
     for name, make in makes.items():
         train = step_cost.train_step_ms(make(), x[:batch], y[:batch], steps)

@@ -1,0 +1,186 @@
+"""Where initialization decides: the five regimes of issue 21, every contender side by side.
+
+One command runs the regimes (``benchmarks/regimes/``, one file each) and prints, per table,
+mean ± sample std over the seeds, divergences (a non-finite loss, or a final loss above the first
+step's), the runs that reach ``solved`` where a table has one, init and training seconds, a
+verdict per claim (a difference counts beyond two standard errors of the difference:
+``keras_metainit.experiments.stats``) and the wall time of every regime and of the whole run:
+
+1. ``high_lr``: no normalization at a large learning rate (VGG-like CNN, deep plain MLP; SGD 0.1,
+   momentum 0.9, global clipping 1, no warmup) on the full Fashion-MNIST.
+2. ``transformer``: a 6-block Post-LN Transformer encoder without warmup on a synthetic reverse
+   task, Adam at three rates; Pre-LN and warmup as references.
+3. ``residual``: residual MLPs of 20 and 50 blocks without normalization; Fixup a contender.
+4. ``depth``: plain MLPs of depth 10 to 100 with ReLU, GELU, tanh, SiLU, each contender at its best
+   rate of a small grid.
+5. ``recovery``: deep plain nets from bad starts (every kernel ×0.1 or ×3 of He-normal).
+
+The full Fashion-MNIST is Debian's ``dataset-fashion-mnist`` (``apt-get install
+dataset-fashion-mnist``); without it the bundled 6,000-image subset is used and said so.
+
+Usage:
+    python benchmarks/regimes.py [--regimes high_lr transformer ...] [--seeds 5] [--quick]
+                                 [--json PATH] [--tables KEY ...] [--rows NAME ...] [--into PATH]
+                                 [--init-cache DIR]
+
+``--tables`` / ``--rows`` run only the tables / rows whose key / name starts with one of the
+given prefixes; ``--init-cache DIR`` keeps every initialized model's weights there, so that a
+later run (other tables of the same model) does not initialize again; ``--into PATH`` merges the tables run into an existing results file (a table
+replaces the one of the same key; each table keeps the date, commit and machine of its run).
+
+``--quick``: tiny models, budgets and steps, 2 seeds, a smoke run of every code path (about two
+minutes on 2 cores; its verdicts mean nothing).
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+
+import keras_metainit  # noqa: E402,F401  (adds keras.Model.meta_initialize)
+from keras_metainit.experiments import stats  # noqa: E402
+from keras_metainit.experiments.runner import Session, format_table, run_table  # noqa: E402
+from regimes import REGIMES  # noqa: E402
+
+
+def _commit() -> str:
+    try:
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return out.stdout.strip() + ("+uncommitted" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> dict:
+    """What ran it: CPUs, platform, versions."""
+    import tensorflow as tf
+
+    return {"cpus": os.cpu_count(), "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "tensorflow": tf.__version__,
+            "keras": keras.__version__, "keras_metainit": keras_metainit.__version__}
+
+
+def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=print,
+        init_cache=None) -> dict:
+    """Run the regimes ``names`` (only the tables and rows of those prefixes, when given);
+    return the results (JSON-ready)."""
+    from keras_metainit.experiments.contenders import keep
+
+    seeds = stats.seeds(n_seeds)
+    session = Session(init_cache)
+    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "commit": _commit(), "machine": machine(), "seeds": seeds, "quick": quick,
+            "command": " ".join(["python", "benchmarks/regimes.py"] + sys.argv[1:])}
+    out = {"meta": meta, "regimes": []}
+    start = time.perf_counter()
+    for name in names:
+        module = REGIMES[name]
+        t0 = time.perf_counter()
+        log(f"\n## Regime {module.NUMBER}: {module.TITLE}\n\n{module.CLAIM}\n")
+        results = []
+        for table in module.tables(quick):
+            if tables and not table.key.startswith(tuple(tables)):
+                continue
+            table.contenders = keep(table.contenders, rows)
+            log(f"- {table.title}")
+            result = run_table(table, seeds, session, log)
+            result["run"] = {k: meta[k] for k in ("date", "commit", "command")}
+            log("\n" + format_table(result) + "\n")
+            results.append(result)
+        wall = time.perf_counter() - t0
+        log(f"(regime {module.NUMBER} {name}: {wall:.0f} s wall)")
+        out["regimes"].append({"key": name, "number": module.NUMBER, "title": module.TITLE,
+                               "claim": module.CLAIM, "tables": results, "wall_s": wall})
+    meta["wall_s"] = time.perf_counter() - start
+    return out
+
+
+def merge(old: dict, new: dict) -> dict:
+    """``new``'s tables merged into ``old`` (a table replaces ``old``'s of the same key); the
+    regimes' wall times add up, the runs' metadata are kept in ``meta["runs"]``."""
+    runs = old.get("meta", {}).get("runs", [])
+    if "meta" in old and not runs:
+        runs = [{k: v for k, v in old["meta"].items()}]
+    by_key = {r["key"]: r for r in old.get("regimes", [])}
+    for reg in new["regimes"]:
+        if reg["key"] not in by_key:
+            by_key[reg["key"]] = reg
+            continue
+        mine = by_key[reg["key"]]
+        tables = {t["key"]: t for t in mine["tables"]}
+        tables.update({t["key"]: t for t in reg["tables"]})
+        mine["tables"] = list(tables.values())
+        mine["wall_s"] = sum(t["wall_s"] for t in mine["tables"])
+    order = list(REGIMES)
+    regimes = sorted(by_key.values(), key=lambda r: order.index(r["key"]))
+    meta = dict(new["meta"], runs=runs + [new["meta"]])
+    meta["wall_s"] = sum(r["wall_s"] for r in regimes)
+    return {"meta": meta, "regimes": regimes}
+
+
+def summary(results: dict) -> str:
+    """The verdicts and wall times of every regime, in markdown."""
+    lines = ["## Verdicts", ""]
+    for reg in results["regimes"]:
+        lines.append(f"- **{reg['number']}. {reg['title']}** ({reg['wall_s']:.0f} s)")
+        for t in reg["tables"]:
+            for v in t["verdicts"]:
+                lines.append(f"  - {t['key']}: {v['claim']}: **{v['verdict']}**")
+    lines.append("")
+    lines.append(f"total wall time {results['meta']['wall_s']:.0f} s "
+                 f"({results['meta']['machine']['cpus']} CPUs)")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--regimes", nargs="+", choices=list(REGIMES), default=list(REGIMES))
+    p.add_argument("--seeds", type=int, default=None, help="seeds per row (default 5, --quick 2)")
+    p.add_argument("--quick", action="store_true", help="a smoke run of every code path")
+    p.add_argument("--json", metavar="PATH", help="write the results (JSON) here")
+    p.add_argument("--tables", nargs="+", metavar="KEY", help="only tables of these key prefixes")
+    p.add_argument("--rows", nargs="+", metavar="NAME", help="only rows of these name prefixes")
+    p.add_argument("--init-cache", metavar="DIR",
+                   help="keep initialized weights here and reuse them across runs")
+    p.add_argument("--into", metavar="PATH",
+                   help="merge the tables run into this results file (created if absent)")
+    args = p.parse_args(argv)
+    n_seeds = args.seeds or (2 if args.quick else 5)
+    if n_seeds < 2:
+        p.error("--seeds must be at least 2 (a standard deviation needs two runs)")
+    results = run(args.regimes, n_seeds, args.quick, args.tables, args.rows,
+                  init_cache=args.init_cache)
+    print("\n" + summary(results), flush=True)
+    for path, content in ((args.json, results), (args.into, None)):
+        if not path:
+            continue
+        if content is None:
+            old = {}
+            if os.path.exists(path):
+                with open(path) as fh:
+                    old = json.load(fh)
+            content = merge(old, results)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as fh:
+            json.dump(content, fh, indent=1, default=float)
+        print(f"results: {path}")
+    return results
+
+
+if __name__ == "__main__":
+    main()

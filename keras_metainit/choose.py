@@ -1,0 +1,108 @@
+"""Which initialization to run on a model when the caller names none: :func:`choose`.
+
+The rule, from the regime benchmarks (``benchmarks/regimes.py``, results in
+``benchmarks/results/regimes.json``, issue 21):
+
+1. **The model has attention layers** (``keras.layers.MultiHeadAttention``,
+   ``GroupQueryAttention``, ``Attention``, ``AdditiveAttention``, at any depth of nesting):
+   **MetaInit, 20 steps** (:data:`ATTENTION_STEPS`). A 6-block Post-LN Transformer encoder on a
+   synthetic reverse task, Adam without warmup, stalls at chance from Keras's default init and
+   from He at every rate tried; LSUV makes it train at Adam 1e-3 but not at 3e-3, where MetaInit
+   (20 steps) does. A warmup of 100 steps does not rescue it in that budget.
+2. **Otherwise: LSUV** (``"lsuv"``). On plain and convolutional nets it is the cheapest method
+   and as good as any learned one in every regime measured (it sets every layer's output
+   variance, whatever the activation), and it does no harm from a good start.
+
+The rule reads only the model's layers (no data, no forward pass), so it is cheap and
+deterministic; the caller can override it by naming a method.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterator, List, Tuple
+
+import keras
+
+__all__ = ["choose", "ATTENTION_STEPS", "attention_layers"]
+
+#: MetaInit's steps on a model with attention layers.
+ATTENTION_STEPS = 20
+
+_ATTENTION_CLASSES = ("MultiHeadAttention", "GroupedQueryAttention", "GroupQueryAttention",
+                      "Attention", "AdditiveAttention", "CachedMultiHeadAttention")
+
+
+def _walk(layer: Any, seen: set) -> Iterator[Any]:
+    """Every layer inside ``layer`` (itself included), through sub-models and layers held as
+    attributes (keras_hub's blocks hold their attention that way), each once."""
+    if id(layer) in seen:
+        return
+    seen.add(id(layer))
+    yield layer
+    children: List[Any] = list(getattr(layer, "layers", None) or [])
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is not None:
+        try:
+            children += list(flatten(include_self=False, recursive=False))
+        except TypeError:  # pragma: no cover - an older signature
+            pass
+    for child in children:
+        yield from _walk(child, seen)
+
+
+def attention_layers(model: keras.Model) -> List[keras.layers.Layer]:
+    """The attention layers of ``model`` (by class, including subclasses), in walk order.
+
+    Args:
+        model: a Keras model or layer.
+
+    Returns:
+        A list of layers; empty for a model without attention.
+
+    Example:
+        >>> inputs = keras.Input((8, 16))
+        >>> model = keras.Model(inputs, keras.layers.MultiHeadAttention(2, 8)(inputs, inputs))
+        >>> [type(layer).__name__ for layer in attention_layers(model)]
+        ['MultiHeadAttention']
+    """
+    found = []
+    for layer in _walk(model, set()):
+        names = {cls.__name__ for cls in type(layer).__mro__}
+        if layer is not model and names & set(_ATTENTION_CLASSES):
+            found.append(layer)
+    return found
+
+
+def choose(model: keras.Model) -> Tuple[Any, str]:
+    """The initialization to run on ``model`` when the caller names none, and why.
+
+    The rule (module docstring, with its evidence): attention layers → MetaInit with
+    :data:`ATTENTION_STEPS` steps; otherwise LSUV.
+
+    Args:
+        model: a Keras model (built or not: only its layers are read).
+
+    Returns:
+        ``(method, reason)``: ``method`` is what ``meta_initialize(method=...)`` takes (the
+        string ``"lsuv"`` or a :class:`~keras_metainit.methods.MetaInit` object), ``reason`` one
+        sentence for the report.
+
+    Example:
+        >>> method, reason = choose(model)
+        >>> report = model.meta_initialize(data, method=method)
+
+    Reference:
+        Issue 21 and ``benchmarks/regimes.py`` (regime 2, the Post-LN Transformer); Dauphin &
+        Schoenholz, "MetaInit", NeurIPS 2019; Mishkin & Matas, "All you need is a good init"
+        (LSUV), ICLR 2016.
+    """
+    from keras_metainit import methods
+
+    attention = attention_layers(model)
+    if attention:
+        names = ", ".join(sorted({type(layer).__name__ for layer in attention}))
+        return (methods.get("metainit", steps=ATTENTION_STEPS),
+                f"the model has {len(attention)} attention layer(s) ({names}): MetaInit "
+                f"({ATTENTION_STEPS} steps) made a Post-LN Transformer train without warmup "
+                "where LSUV did not at every rate (benchmarks/regimes.py, regime 2)")
+    return ("lsuv", "no attention layers: LSUV, the cheapest method and as good as the learned "
+                    "ones on plain, residual and convolutional nets (benchmarks/regimes.py)")

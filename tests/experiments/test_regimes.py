@@ -1,0 +1,68 @@
+"""benchmarks/regimes.py: a --quick smoke of one regime end to end (JSON with the run's date,
+commit and machine, rows over the seeds, verdicts, wall times), the merge of results files, and
+every regime's tables building in quick mode."""
+import json
+import os
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+
+
+@pytest.fixture
+def regimes_cli(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.abspath(BENCH))
+    for name in [m for m in sys.modules if m == "regimes" or m.startswith("regimes.")]:
+        monkeypatch.delitem(sys.modules, name)
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("regimes_cli", os.path.join(BENCH, "regimes.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_regime_builds_its_quick_tables(regimes_cli):
+    seen = {}
+    for key, module in regimes_cli.REGIMES.items():
+        tables = module.tables(True)
+        assert tables and all(t.contenders for t in tables), key
+        assert all(t.claims for t in tables), key
+        seen[module.NUMBER] = key
+    assert sorted(seen) == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.slow
+def test_quick_run_writes_its_results(regimes_cli, tmp_path, capsys):
+    path = tmp_path / "r.json"
+    regimes_cli.main(["--quick", "--regimes", "residual", "--json", str(path)])
+    printed = capsys.readouterr().out
+    results = json.loads(path.read_text())
+    meta = results["meta"]
+    assert meta["quick"] is True and meta["seeds"] == [0, 1]
+    assert meta["machine"]["cpus"] >= 1 and meta["date"] and meta["commit"]
+    (regime,) = results["regimes"]
+    assert regime["number"] == 3 and regime["wall_s"] > 0
+    table = regime["tables"][0]
+    names = [r["name"] for r in table["rows"]]
+    assert names == ["He", "Fixup", "GradInit (2 steps)"]
+    for r in table["rows"]:
+        assert r["n"] == 2 and 0 <= r["diverged"] <= 2
+    assert len(table["verdicts"]) == 2
+    assert {v["verdict"] for v in table["verdicts"]} <= {"holds", "does not hold"}
+    assert "## Verdicts" in printed and "total wall time" in printed
+
+
+def test_merge_replaces_tables_by_key(regimes_cli):
+    def res(tables, date):
+        return {"meta": {"date": date},
+                "regimes": [{"key": "transformer", "tables": tables, "wall_s": 0}]}
+
+    old = res([{"key": "a", "wall_s": 10, "v": 1}, {"key": "b", "wall_s": 5, "v": 1}], "d1")
+    new = res([{"key": "b", "wall_s": 7, "v": 2}, {"key": "c", "wall_s": 1, "v": 2}], "d2")
+    merged = regimes_cli.merge(old, new)
+    tables = {t["key"]: t["v"] for t in merged["regimes"][0]["tables"]}
+    assert tables == {"a": 1, "b": 2, "c": 2}
+    assert merged["regimes"][0]["wall_s"] == 18 and merged["meta"]["wall_s"] == 18
+    assert [r["date"] for r in merged["meta"]["runs"]] == ["d1", "d2"]

@@ -21,11 +21,12 @@ dataset-fashion-mnist``); without it the bundled 6,000-image subset is used and 
 Usage:
     python benchmarks/regimes.py [--regimes high_lr transformer ...] [--seeds 5] [--quick]
                                  [--json PATH] [--tables KEY ...] [--rows NAME ...] [--into PATH]
-                                 [--init-cache DIR]
+                                 [--init-cache DIR] [--merge PATH ...]
 
 ``--tables`` / ``--rows`` run only the tables / rows whose key / name starts with one of the
 given prefixes; ``--init-cache DIR`` keeps every initialized model's weights there, so that a
-later run (other tables of the same model) does not initialize again; ``--into PATH`` merges the tables run into an existing results file (a table
+later run (other tables of the same model) does not initialize again; ``--merge A B --into C``
+merges results files without running anything; ``--into PATH`` merges the tables run into an existing results file (a table
 replaces the one of the same key; each table keeps the date, commit and machine of its run).
 
 ``--quick``: tiny models, budgets and steps, 2 seeds, a smoke run of every code path (about two
@@ -34,48 +35,27 @@ minutes on 2 cores; its verdicts mean nothing).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import keras  # noqa: E402
-
 import keras_metainit  # noqa: E402,F401  (adds keras.Model.meta_initialize)
+import record  # noqa: E402
+import render  # noqa: E402
 from keras_metainit.experiments import stats  # noqa: E402
-from keras_metainit.experiments.runner import Session, format_table, run_table  # noqa: E402
+from keras_metainit.experiments.runner import Session, run_table  # noqa: E402
 from regimes import REGIMES  # noqa: E402
 
 
-def _commit() -> str:
-    try:
-        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        out = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return out.stdout.strip() + ("+uncommitted" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+def _log(line: str) -> None:
+    print(line, flush=True)
 
 
-def machine() -> dict:
-    """What ran it: CPUs, platform, versions."""
-    import tensorflow as tf
-
-    return {"cpus": os.cpu_count(), "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "tensorflow": tf.__version__,
-            "keras": keras.__version__, "keras_metainit": keras_metainit.__version__}
-
-
-def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=print,
+def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=_log,
         init_cache=None) -> dict:
     """Run the regimes ``names`` (only the tables and rows of those prefixes, when given);
     return the results (JSON-ready)."""
@@ -83,11 +63,9 @@ def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=print,
 
     seeds = stats.seeds(n_seeds)
     session = Session(init_cache)
-    meta = {"date": datetime.datetime.now().isoformat(timespec="seconds"),
-            "commit": _commit(), "machine": machine(), "seeds": seeds, "quick": quick,
-            "command": " ".join(["python", "benchmarks/regimes.py"] + sys.argv[1:])}
-    out = {"meta": meta, "regimes": []}
-    start = time.perf_counter()
+    run_meta = record.metadata()
+    run_meta = {k: run_meta[k] for k in ("command", "date", "commit")}
+    out = {"config": {"seeds": seeds, "quick": quick}, "regimes": []}
     for name in names:
         module = REGIMES[name]
         t0 = time.perf_counter()
@@ -99,23 +77,21 @@ def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=print,
             table.contenders = keep(table.contenders, rows)
             log(f"- {table.title}")
             result = run_table(table, seeds, session, log)
-            result["run"] = {k: meta[k] for k in ("date", "commit", "command")}
-            log("\n" + format_table(result) + "\n")
+            result["run"] = run_meta
+            log("\n" + render.tables().format_table(result) + "\n")
             results.append(result)
         wall = time.perf_counter() - t0
         log(f"(regime {module.NUMBER} {name}: {wall:.0f} s wall)")
         out["regimes"].append({"key": name, "number": module.NUMBER, "title": module.TITLE,
                                "claim": module.CLAIM, "tables": results, "wall_s": wall})
-    meta["wall_s"] = time.perf_counter() - start
+    out["wall_s"] = sum(r["wall_s"] for r in out["regimes"])
     return out
 
 
 def merge(old: dict, new: dict) -> dict:
-    """``new``'s tables merged into ``old`` (a table replaces ``old``'s of the same key); the
-    regimes' wall times add up, the runs' metadata are kept in ``meta["runs"]``."""
-    runs = old.get("meta", {}).get("runs", [])
-    if "meta" in old and not runs:
-        runs = [{k: v for k, v in old["meta"].items()}]
+    """``new``'s tables merged into ``old`` (a table replaces ``old``'s of the same key, and
+    keeps its own run's command, date and commit); the regimes' wall times are the sums of their
+    tables'."""
     by_key = {r["key"]: r for r in old.get("regimes", [])}
     for reg in new["regimes"]:
         if reg["key"] not in by_key:
@@ -128,23 +104,13 @@ def merge(old: dict, new: dict) -> dict:
         mine["wall_s"] = sum(t["wall_s"] for t in mine["tables"])
     order = list(REGIMES)
     regimes = sorted(by_key.values(), key=lambda r: order.index(r["key"]))
-    meta = dict(new["meta"], runs=runs + [new["meta"]])
-    meta["wall_s"] = sum(r["wall_s"] for r in regimes)
-    return {"meta": meta, "regimes": regimes}
+    return {"config": new["config"], "regimes": regimes,
+            "wall_s": sum(r["wall_s"] for r in regimes)}
 
 
 def summary(results: dict) -> str:
-    """The verdicts and wall times of every regime, in markdown."""
-    lines = ["## Verdicts", ""]
-    for reg in results["regimes"]:
-        lines.append(f"- **{reg['number']}. {reg['title']}** ({reg['wall_s']:.0f} s)")
-        for t in reg["tables"]:
-            for v in t["verdicts"]:
-                lines.append(f"  - {t['key']}: {v['claim']}: **{v['verdict']}**")
-    lines.append("")
-    lines.append(f"total wall time {results['meta']['wall_s']:.0f} s "
-                 f"({results['meta']['machine']['cpus']} CPUs)")
-    return "\n".join(lines)
+    """The verdicts and wall times of every regime (``render.py``'s summary table)."""
+    return render.render_regimes_summary(results)
 
 
 def main(argv=None) -> dict:
@@ -159,26 +125,34 @@ def main(argv=None) -> dict:
                    help="keep initialized weights here and reuse them across runs")
     p.add_argument("--into", metavar="PATH",
                    help="merge the tables run into this results file (created if absent)")
+    p.add_argument("--merge", nargs="+", metavar="PATH",
+                   help="run nothing: merge these results files, in order, into --into")
     args = p.parse_args(argv)
+    if args.merge:
+        if not args.into:
+            p.error("--merge needs --into")
+        merged = {}
+        for path in [args.into] * os.path.exists(args.into) + args.merge:
+            with open(path) as fh:
+                new = json.load(fh)
+            meta = new.get("meta", {})
+            new.setdefault("config", {"seeds": meta.get("seeds"), "quick": meta.get("quick")})
+            merged = merge(merged, new)
+        return record.write(args.into, merged)
     n_seeds = args.seeds or (2 if args.quick else 5)
     if n_seeds < 2:
         p.error("--seeds must be at least 2 (a standard deviation needs two runs)")
     results = run(args.regimes, n_seeds, args.quick, args.tables, args.rows,
                   init_cache=args.init_cache)
     print("\n" + summary(results), flush=True)
-    for path, content in ((args.json, results), (args.into, None)):
-        if not path:
-            continue
-        if content is None:
-            old = {}
-            if os.path.exists(path):
-                with open(path) as fh:
-                    old = json.load(fh)
-            content = merge(old, results)
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w") as fh:
-            json.dump(content, fh, indent=1, default=float)
-        print(f"results: {path}")
+    if args.json:
+        record.write(args.json, results)
+    if args.into:
+        old = {}
+        if os.path.exists(args.into):
+            with open(args.into) as fh:
+                old = json.load(fh)
+        record.write(args.into, merge(old, results))
     return results
 
 

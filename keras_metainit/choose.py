@@ -87,8 +87,14 @@ def choose(model: keras.Model) -> Tuple[Any, str]:
         sentence for the report.
 
     Example:
-        >>> method, reason = choose(model)
-        >>> report = model.meta_initialize(data, method=method)
+        >>> mlp = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])
+        >>> choose(mlp)[0]
+        'lsuv'
+        >>> tokens = keras.Input((6, 8))
+        >>> block = keras.Model(tokens, keras.layers.MultiHeadAttention(2, 4)(tokens, tokens))
+        >>> method, reason = choose(block)
+        >>> type(method).__name__, method.steps
+        ('MetaInit', 20)
 
     Reference:
         Issue 21 and ``benchmarks/regimes.py`` (regime 2, the Post-LN Transformer); Dauphin &

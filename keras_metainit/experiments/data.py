@@ -39,7 +39,9 @@ def fashion_mnist(subset: str = "auto", *, flatten: bool = False, standardize: b
         FileNotFoundError: ``subset="full"`` without the Debian package (with how to get it).
 
     Example:
-        >>> (x, y), test, which = fashion_mnist("auto", train_size=1024)
+        >>> (x, y), test, which = fashion_mnist("small", train_size=1024)
+        >>> x.shape, which
+        ((1024, 28, 28, 1), 'small')
     """
     check(subset in ("auto", "small", "full"), "subset", subset, "'auto', 'small' or 'full'")
     if subset == "auto":

@@ -71,6 +71,8 @@ def mlp(depth: int, width: int, *, activation: str = "relu",
 
     Example:
         >>> model = mlp(20, 64, activation="gelu", seed=0)
+        >>> model.output_shape
+        (None, 10)
     """
     positive_int("depth", depth)
     _seeded(seed)
@@ -245,7 +247,10 @@ class PositionEmbedding(keras.layers.Layer):
         Called on ``(batch, length, dim)``, the same shape.
 
     Example:
+        >>> tokens = keras.Input((10,), dtype="int32")
         >>> x = PositionEmbedding()(keras.layers.Embedding(16, 32)(tokens))
+        >>> tuple(x.shape)
+        (None, 10, 32)
     """
 
     def __init__(self, initializer: Any = None, **kwargs: Any):
@@ -294,6 +299,8 @@ def transformer(layers: int = 6, dim: int = 64, *, heads: int = 4, ffn: int = 12
 
     Example:
         >>> model = transformer(6, 64, post_ln=True, seed=0)
+        >>> model.output_shape
+        (None, 16, 16)
 
     Reference:
         Vaswani et al., "Attention is all you need", 2017; Xiong et al., "On Layer Normalization

@@ -5,7 +5,7 @@ judged on it, optionally a learning-rate grid); :func:`run_table` runs it and re
 dictionary (JSON-ready): per row the values per seed, mean ± std (:mod:`.stats`), divergences
 (:func:`~.training.diverged`), the runs that reach ``solved``, init and training seconds, the
 loss curve averaged over seeds; and a verdict per claim by the one rule of :func:`.stats.compare`.
-:func:`format_table` prints it as markdown.
+:func:`~.tables.format_table` prints it as markdown.
 """
 from __future__ import annotations
 
@@ -20,9 +20,11 @@ import numpy as np
 from keras_metainit.experiments import stats
 from keras_metainit.experiments.contenders import Contender
 from keras_metainit.experiments.models import scale_kernels
+from keras_metainit.experiments.tables import format_table
 from keras_metainit.experiments.training import CE, Budget, Trainer
 
-__all__ = ["Claim", "Table", "Session", "run_contender", "run_table", "format_table", "judge", "CURVE_POINTS"]
+__all__ = ["Claim", "Table", "Session", "run_contender", "run_table", "format_table", "judge",
+           "CURVE_POINTS"]
 
 #: Points of each row's mean loss curve kept in the results.
 CURVE_POINTS = 60
@@ -214,6 +216,7 @@ def _summary(table: Table, row: Contender, runs: List[Dict[str, Any]], lr: float
         "init_s": float(np.mean([r["init_s"] for r in runs])),
         "train_s": float(np.mean([r["seconds"] for r in runs])),
         "train_loss": [r["train_loss"] for r in runs],
+        "first_loss": [r["losses"][0] if r["losses"] else None for r in runs],
         "curve": _curve(runs),
         "reports": [r["report"] for r in runs],
     }
@@ -312,27 +315,3 @@ def run_table(table: Table, seeds: Sequence[int], session: Optional[Session] = N
         "verdicts": [judge(c, summaries) for c in table.claims],
         "wall_s": time.perf_counter() - start,
     }
-
-
-def format_table(result: Dict[str, Any]) -> str:
-    """A :func:`run_table` result as a markdown table followed by its verdict lines."""
-    solved = result.get("solved") is not None
-    sweep = bool(result.get("lrs"))
-    head = ["contender", "kind", f"{result['metric']} (mean ± std)", "diverged"]
-    head += ["solved"] * solved + ["best lr"] * sweep + ["init s", "train s"]
-    lines = [f"### {result['title']}", "",
-             f"{result['budget']}; seeds {result['seeds']}", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in result["rows"]:
-        cells = [r["name"], r["kind"], f"{r['mean']:.3f} ± {r['std']:.3f}",
-                 f"{r['diverged']}/{r['n']}"]
-        if solved:
-            cells.append(f"{r['solved']}/{r['n']}")
-        if sweep:
-            cells.append(f"{r['lr']:g}")
-        cells += [f"{r['init_s']:.1f}" if r["init_s"] >= 0.05 else "-", f"{r['train_s']:.1f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append("")
-    for v in result["verdicts"]:
-        lines.append(f"VERDICT: {v['claim']}: **{v['verdict']}** — {v['text']}")
-    return "\n".join(lines)

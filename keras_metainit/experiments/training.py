@@ -125,13 +125,15 @@ def set_rate(optimizer: keras.optimizers.Optimizer, budget: Budget) -> None:
     rate.power.assign(float(budget.warmup_power))
 
 
-def diverged(losses: Sequence[float], tail: int = 10) -> bool:
+def diverged(losses: Sequence[float], tail: int = 10, tolerance: float = 0.01) -> bool:
     """Whether a run diverged: a non-finite loss at any step, or the mean loss of its last
-    ``tail`` steps above its first step's loss.
+    ``tail`` steps above its first step's loss by more than ``tolerance`` of it (a run stalled
+    at its start, flat up to rounding, has not diverged).
 
     Args:
         losses: the training loss of every step, in order.
         tail: how many last steps are averaged.
+        tolerance: the relative margin above the first step's loss.
 
     Returns:
         True for a diverged run (an empty run has not diverged).
@@ -139,13 +141,15 @@ def diverged(losses: Sequence[float], tail: int = 10) -> bool:
     Example:
         >>> diverged([2.3, 1.0, float("nan")]), diverged([2.3, 5.0, 6.0]), diverged([2.3, 0.5])
         (True, True, False)
+        >>> diverged([2.302585, 2.302590, 2.302601])  # stalled at chance
+        False
     """
     a = np.asarray(losses, float)
     if a.size == 0:
         return False
     if not np.isfinite(a).all():
         return True
-    return bool(a[-tail:].mean() > a[0])
+    return bool(a[-tail:].mean() > a[0] + tolerance * abs(a[0]))
 
 
 def accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -259,7 +263,14 @@ def train(model: keras.Model, train_data: Tuple[np.ndarray, np.ndarray],
         A :class:`RunResult`; a run stops at its first non-finite loss and counts as diverged.
 
     Example:
-        >>> result = train(mlp(4, 32, seed=0), train_data, test_data, Budget(steps=50))
+        >>> import numpy as np
+        >>> from keras_metainit.experiments import models
+        >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (x[:, 0] > 0).astype("int64")
+        >>> run = train(models.mlp(2, 8, input_shape=(4,), classes=2, seed=0), (x, y), (x, y),
+        ...             Budget("adam", 1e-2, batch_size=16, steps=8))
+        >>> len(run.losses), 0.0 <= run.test_acc <= 1.0
+        (8, True)
     """
     model.compile(make_optimizer(budget), loss)
     return fit_and_evaluate(model, train_data, test_data, budget, loss=loss, seed=seed)
@@ -281,10 +292,12 @@ class Trainer:
     without tracing again.
 
     Example:
-        >>> trainer = Trainer()
-        >>> for seed in range(5):
-        ...     model = mlp(20, 64, seed=seed)
-        ...     trainer.train(mlp, {"depth": 20, "width": 64}, model, train, test, budget)
+        ```python
+        trainer = Trainer()
+        for seed in range(5):  # compiled once, trained five times
+            model = mlp(20, 64, seed=seed)
+            trainer.train(mlp, {"depth": 20, "width": 64}, model, train, test, budget)
+        ```
     """
 
     def __init__(self):
@@ -322,7 +335,9 @@ def accuracies(named: Dict[str, keras.Model], train_data: Tuple[np.ndarray, np.n
     accuracy by name; with ``verbose``, print them under the budget.
 
     Example:
-        >>> accuracies({"He": mlp(20, 128, seed=0)}, train_data, test_data, Budget(epochs=2))
+        ```python
+        accuracies({"He": mlp(20, 128, seed=0)}, train_data, test_data, Budget(epochs=2))
+        ```
     """
     out = {name: train(model, train_data, test_data, budget).test_acc
            for name, model in named.items()}

@@ -54,7 +54,7 @@ def test_run_table_summaries_the_sweep_and_init_once_per_seed():
     assert sorted(calls) == [0, 0, 1, 2]  # a new session initializes again
     assert result["verdicts"][0]["verdict"] in ("holds", "does not hold")
     text = runner.format_table(result)
-    assert "| counted | suite |" in text and "VERDICT: counted wins" in text
+    assert "| counted | suite |" in text and "- VERDICT (counted wins): **" in text
     assert "| best lr |" in text and "| 0.03 |" in text
 
 

@@ -24,6 +24,9 @@ def test_diverged_rule():
     assert training.diverged([2.3, 1.0, float("nan")])
     assert training.diverged([2.3, float("inf"), 1.0])
     assert training.diverged([2.3, 3.0, 4.0, 5.0])  # above its start
+    assert not training.diverged([2.302585, 2.3026, 2.30261])  # flat at chance: stalled
+    assert training.diverged([2.0] + [2.03] * 10)  # 1.5 % above its start
+    assert not training.diverged([2.0] + [2.019] * 10)
     assert not training.diverged([2.3, 1.0, 0.5])
     assert not training.diverged([])
     # the mean of the last `tail` steps is compared, not the last step

@@ -1,0 +1,42 @@
+"""choose: the default initialization by what the model is (attention -> MetaInit, else LSUV)."""
+import keras
+
+from keras_metainit import methods
+from keras_metainit.choose import ATTENTION_STEPS, attention_layers, choose
+from keras_metainit.experiments import models
+
+
+def test_a_tiny_attention_model_gets_metainit():
+    model = models.transformer(1, 8, heads=2, ffn=16, vocab=5, length=4, seed=0)
+    method, reason = choose(model)
+    assert isinstance(method, methods.MetaInit) and method.steps == ATTENTION_STEPS
+    assert "1 attention layer(s) (MultiHeadAttention)" in reason
+
+
+def test_a_tiny_mlp_gets_lsuv():
+    method, reason = choose(models.mlp(3, 8, seed=0))
+    assert method == "lsuv" and "no attention layers" in reason
+    assert methods.get(method).__class__.__name__ == "LSUV"
+
+
+class _Block(keras.layers.Layer):
+    """A block that holds its attention as an attribute (as keras_hub's encoders do)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.attention = keras.layers.MultiHeadAttention(2, 4)
+
+    def call(self, x):
+        return x + self.attention(x, x)
+
+
+def test_attention_inside_sub_models_and_layers_is_found():
+    inner_in = keras.Input((6, 8))
+    inner = keras.Model(inner_in, _Block()(inner_in))
+    outer_in = keras.Input((6, 8))
+    outer = keras.Model(outer_in, keras.layers.Dense(3)(inner(outer_in)))
+    assert [type(layer).__name__ for layer in attention_layers(outer)] == ["MultiHeadAttention"]
+    assert isinstance(choose(outer)[0], methods.MetaInit)
+    plain_in = keras.Input((6, 8))
+    plain = keras.Model(plain_in, keras.layers.Dense(3)(plain_in))
+    assert attention_layers(plain) == [] and choose(plain)[0] == "lsuv"

@@ -26,8 +26,9 @@ Usage:
 ``--tables`` / ``--rows`` run only the tables / rows whose key / name starts with one of the
 given prefixes; ``--init-cache DIR`` keeps every initialized model's weights there, so that a
 later run (other tables of the same model) does not initialize again; ``--merge A B --into C``
-merges results files without running anything; ``--into PATH`` merges the tables run into an existing results file (a table
-replaces the one of the same key; each table keeps the date, commit and machine of its run).
+merges results files without running anything; ``--into PATH`` merges the tables run into an
+existing results file (a table replaces the one of the same key and keeps the command, date and
+commit of its run).
 
 ``--quick``: tiny models, budgets and steps, 2 seeds, a smoke run of every code path (about two
 minutes on 2 cores; its verdicts mean nothing).

@@ -10,7 +10,7 @@ test accuracy after 2 epochs of SGD (0.01, momentum 0.9, batch 128) for the resc
 untouched Keras default and He-normal.
 
 GradInit's steps follow the size of the gradient: it cannot repair a start whose gradients have
-vanished (the x0.1 He start of `keras-metainit demo`: see docs/methods/gradinit.md).
+vanished (the x0.1 He start of regime 5, `benchmarks/regimes.py`: see docs/methods/gradinit.md).
 
 Run:  python examples/gradinit.py
 (KERAS_METAINIT_EXAMPLES_QUICK=1 runs a tiny version, for the tests.)
@@ -23,18 +23,11 @@ from keras_metainit.experiments import data, models, training
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 DEPTH, STEPS, EPOCHS, N_TRAIN = (4, 5, 1, 1024) if QUICK else (20, 100, 2, 6000)
 
-# the bundled Fashion-MNIST subset as vectors, standardized with the training statistics
-(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", flatten=True,
-                                                             train_size=N_TRAIN)
+# the bundled Fashion-MNIST subset, standardized with the training statistics
+(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", train_size=N_TRAIN)
 
-
-def mlp(kernel_initializer="glorot_uniform"):
-    """DEPTH ReLU Dense layers of 128 units and 10 logits (the harness's plain MLP), seed 0."""
-    return models.mlp(DEPTH, 128, kernel_initializer=kernel_initializer, input_shape=(784,),
-                      seed=0)
-
-
-model = mlp()
+# DEPTH ReLU Dense layers of 128 units and 10 logits (the harness's plain MLP), Keras's default
+model = models.mlp(DEPTH, 128, kernel_initializer="glorot_uniform", seed=0)
 # lr is RescaleAdam's rate on the scales (the method's default is 1e-2; 0.1 here).
 report = model.meta_initialize((x_train, y_train), method="gradinit", steps=STEPS, lr=0.1,
                                seed=0, verbose=0)
@@ -48,6 +41,8 @@ print("  scale per kernel: " + " ".join(f"{s:.2f}" for s in report.scales.values
 # print(report) shows everything, with one row per tensor
 
 # the same budget for each: SGD 0.01, momentum 0.9, batch 128 (the harness's training loop)
-accuracy = training.accuracies({"GradInit": model, "Keras default": mlp(), "He": mlp("he_normal")},
-                               (x_train, y_train), (x_test, y_test),
-                               training.Budget("sgd", 0.01, epochs=EPOCHS))
+accuracy = training.accuracies(
+    {"GradInit": model,
+     "Keras default": models.mlp(DEPTH, 128, kernel_initializer="glorot_uniform", seed=0),
+     "He": models.mlp(DEPTH, 128, seed=0)},
+    (x_train, y_train), (x_test, y_test), training.Budget("sgd", 0.01, epochs=EPOCHS))

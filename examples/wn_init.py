@@ -2,9 +2,9 @@
 
 A 50-layer, width-128 ReLU MLP of weight-normalized layers (`keras_metainit.layers.WNDense`) is
 trained twice on the bundled Fashion-MNIST subset with the same budget (2 epochs of Adam 3e-4
-behind a one-epoch quadratic warmup, the shape of `keras_metainit.QuadraticWarmup`, batch 64): once with `WNInit` (orthogonal directions, gain
-sqrt(2 * fan_in / fan_out) for the ReLU layers, gamma=1 for the classifier) and once with Keras's
-default `glorot_uniform`. It prints the column norms WNInit gave the first kernel and, for each
+behind a one-epoch quadratic warmup, the shape of `keras_metainit.QuadraticWarmup`, batch 64):
+once with `WNInit` (orthogonal directions, gain sqrt(2 * fan_in / fan_out) for the ReLU layers,
+gamma=1 for the classifier) and once with Keras's default `glorot_uniform`. It prints the column norms WNInit gave the first kernel and, for each
 initialization, the final training loss and the test accuracy.
 
 Run:  python examples/wn_init.py

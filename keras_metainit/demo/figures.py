@@ -1,4 +1,5 @@
-"""The demo's figures, from its scenes' table results (:func:`~keras_metainit.experiments.runner.run_table`):
+"""The demo's figures, from its scenes' table results
+(:func:`~keras_metainit.experiments.runner.run_table`):
 
 - ``demo_accuracy.png``: per scene, each row's metric per seed (dots) and mean ± sample std
   (bar and error bar), with chance;

@@ -15,9 +15,12 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
+from keras_metainit.validation import check
+
 __all__ = [
     "Contender", "KINDS", "keras_default", "he", "suite", "anyinit", "load_anyinit", "fixup",
-    "wninit", "reference", "transformer_inits", "keep", "chosen", "TRANSFORMER_METHODS", "INIT_DATA",
+    "wninit", "reference", "transformer_inits", "keep", "chosen", "TRANSFORMER_METHODS",
+    "INIT_DATA",
 ]
 
 #: What a row is: ``"analytic"`` (a formula: Keras's default, He, AnyInit, Fixup, WN init),
@@ -58,8 +61,7 @@ class Contender:
     scale: Optional[float] = None
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ValueError(f"Argument `kind` must be one of {KINDS}. Received: kind={self.kind!r}")
+        check(self.kind in KINDS, "kind", self.kind, f"one of {KINDS}")
 
     def on(self, scale: Optional[float] = None, **model: Any) -> "Contender":
         """This row from another start: ``scale`` and builder arguments replaced."""

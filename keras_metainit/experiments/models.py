@@ -163,7 +163,8 @@ def _residual_head(h, classes, kernel_initializer, fixup, pool=None):
         h = pool(h)
     if fixup:
         h = FixupBias()(h)
-    return keras.layers.Dense(classes, kernel_initializer="zeros" if fixup else kernel_initializer)(h)
+    init = "zeros" if fixup else kernel_initializer
+    return keras.layers.Dense(classes, kernel_initializer=init)(h)
 
 
 def residual_mlp(blocks: int, width: int, *, activation: str = "relu",

@@ -1,5 +1,5 @@
-"""The one Markdown form of an experiment table (a :func:`~keras_metainit.experiments.runner.run_table`
-result, as printed by ``benchmarks/regimes.py`` and the demo and rendered into the docs by
+"""The one Markdown form of an experiment table (a
+:func:`~keras_metainit.experiments.runner.run_table` result, as printed by ``benchmarks/regimes.py`` and the demo and rendered into the docs by
 ``benchmarks/render.py``).
 
 Standard library only, and no import of the package: ``benchmarks/render.py`` loads this file by

@@ -79,7 +79,8 @@ def test_contenders_rows():
     assert C.he().kind == "analytic" and C.fixup().model["fixup"] is True
     assert C.suite("metainit", steps=20).name == "MetaInit (20 steps)"
     chain = C.suite(["lsuv", "gradinit"], steps=5, eta=1e-3, step="adam")
-    assert chain.name == "LSUV → GradInit (5 steps, η 0.001, adam step)" and chain.kind == "suite"
+    assert chain.name == "LSUV → GradInit (5 steps, η 0.001, adam step)"
+    assert chain.kind == "suite"
     bad = C.suite("lsuv").on(scale=0.1, kernel_initializer="he_normal").named("x0.1 + LSUV")
     assert (bad.name, bad.scale, bad.model["kernel_initializer"]) == (
         "x0.1 + LSUV", 0.1, "he_normal")

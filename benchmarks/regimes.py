@@ -57,9 +57,9 @@ def _log(line: str) -> None:
 
 
 def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=_log,
-        init_cache=None) -> dict:
+        init_cache=None, save=None) -> dict:
     """Run the regimes ``names`` (only the tables and rows of those prefixes, when given);
-    return the results (JSON-ready)."""
+    return the results (JSON-ready). ``save(results so far)`` is called after every row."""
     from keras_metainit.experiments.contenders import keep
 
     seeds = stats.seeds(n_seeds)
@@ -72,19 +72,31 @@ def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=_log,
         t0 = time.perf_counter()
         log(f"\n## Regime {module.NUMBER}: {module.TITLE}\n\n{module.CLAIM}\n")
         results = []
+        regime = {"key": name, "number": module.NUMBER, "title": module.TITLE,
+                  "claim": module.CLAIM, "tables": results, "wall_s": 0.0}
+        out["regimes"].append(regime)
+
+        def partial(result, results=results, regime=regime, t0=t0):
+            if save is not None:
+                result["run"] = run_meta
+                regime["tables"] = results + [result]
+                regime["wall_s"] = time.perf_counter() - t0
+                out["wall_s"] = sum(r["wall_s"] for r in out["regimes"])
+                save(out)
+                regime["tables"] = results
+
         for table in module.tables(quick):
             if tables and not table.key.startswith(tuple(tables)):
                 continue
             table.contenders = keep(table.contenders, rows)
             log(f"- {table.title}")
-            result = run_table(table, seeds, session, log)
+            result = run_table(table, seeds, session, log, on_row=partial)
             result["run"] = run_meta
             log("\n" + render.tables().format_table(result) + "\n")
             results.append(result)
         wall = time.perf_counter() - t0
         log(f"(regime {module.NUMBER} {name}: {wall:.0f} s wall)")
-        out["regimes"].append({"key": name, "number": module.NUMBER, "title": module.TITLE,
-                               "claim": module.CLAIM, "tables": results, "wall_s": wall})
+        regime["wall_s"] = wall
     out["wall_s"] = sum(r["wall_s"] for r in out["regimes"])
     return out
 
@@ -143,17 +155,23 @@ def main(argv=None) -> dict:
     n_seeds = args.seeds or (2 if args.quick else 5)
     if n_seeds < 2:
         p.error("--seeds must be at least 2 (a standard deviation needs two runs)")
+    old = {}
+    if args.into and os.path.exists(args.into):
+        with open(args.into) as fh:
+            old = json.load(fh)
+
+    def save(results, final=False):
+        """Write the results so far (after every row, and at the end)."""
+        if args.json:
+            record.write(args.json, results, quiet=not final)
+        if args.into:
+            record.write(args.into, merge(json.loads(json.dumps(old)), results),
+                         quiet=not final)
+
     results = run(args.regimes, n_seeds, args.quick, args.tables, args.rows,
-                  init_cache=args.init_cache)
+                  init_cache=args.init_cache, save=save if args.json or args.into else None)
     print("\n" + summary(results), flush=True)
-    if args.json:
-        record.write(args.json, results)
-    if args.into:
-        old = {}
-        if os.path.exists(args.into):
-            with open(args.into) as fh:
-                old = json.load(fh)
-        record.write(args.into, merge(old, results))
+    save(results, final=True)
     return results
 
 

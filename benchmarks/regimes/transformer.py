@@ -39,7 +39,10 @@ def rows(cfg, lr):
     out = [C.keras_default()]
     if main:
         out += [C.he(), *C.anyinit()]
-    out += [C.suite("lsuv"), C.suite("metainit", steps=cfg["metainit_steps"]),
+    out += [C.reference(f"warmup {cfg['warmup']}", budget={"warmup": cfg["warmup"]}),
+            C.reference("Pre-LN", model={"post_ln": False}),
+            C.suite("lsuv"), C.suite("metainit", steps=cfg["metainit_steps"]),
+            *C.transformer_inits(),  # T-Fixup, DeepNorm: rows once keras_metainit has them
             C.suite("gradinit", eta=1e-3, **gradinit)]
     if main:
         if lr != 1e-3:
@@ -49,9 +52,6 @@ def rows(cfg, lr):
                         label="GradInit (defaults: η 0.1, SGD step)"),
                 C.suite("gradcosine", steps=cfg["gradcosine_steps"]),
                 C.suite(["lsuv", "gradinit"], eta=1e-3, **gradinit)]
-    out += [*C.transformer_inits(),  # T-Fixup, DeepNorm: rows once keras_metainit has them
-            C.reference(f"warmup {cfg['warmup']}", budget={"warmup": cfg["warmup"]}),
-            C.reference("Pre-LN", model={"post_ln": False})]
     return out
 
 

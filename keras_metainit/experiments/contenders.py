@@ -153,11 +153,13 @@ def chosen(label: str = "default call", steps: Optional[int] = None) -> Contende
 
 
 def keep(rows: Sequence[Contender], prefixes: Optional[Sequence[str]]) -> List[Contender]:
-    """The rows whose name starts with one of ``prefixes`` (all of them for None): the rows of
-    a quick run."""
+    """The rows whose name starts with one of ``prefixes`` (all of them for None; a prefix
+    ending in ``$`` is a whole name): the rows of a quick or a partial run."""
     if prefixes is None:
         return list(rows)
-    return [r for r in rows if r.name.startswith(tuple(prefixes))]
+    exact = {p[:-1] for p in prefixes if p.endswith("$")}
+    starts = tuple(p for p in prefixes if not p.endswith("$"))
+    return [r for r in rows if r.name in exact or (starts and r.name.startswith(starts))]
 
 
 _ANYINIT: Dict[str, Any] = {}

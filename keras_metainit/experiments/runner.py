@@ -270,7 +270,8 @@ def judge(claim: Claim, rows: Mapping[str, Dict[str, Any]]) -> Dict[str, Any]:
 
 
 def run_table(table: Table, seeds: Sequence[int], session: Optional[Session] = None,
-              log: Callable[[str], None] = print) -> Dict[str, Any]:
+              log: Callable[[str], None] = print,
+              on_row: Optional[Callable[[Dict[str, Any]], None]] = None) -> Dict[str, Any]:
     """Run every row of ``table`` on every seed (after its rate sweep, with ``lrs``).
 
     Args:
@@ -279,6 +280,8 @@ def run_table(table: Table, seeds: Sequence[int], session: Optional[Session] = N
         session: the compiled models and initializations shared with other tables (default:
             a new one).
         log: where progress lines go.
+        on_row: called with the table's result so far (``"partial": True``) after each row, to
+            keep what is done when a long run is stopped.
 
     Returns:
         ``{"key", "title", "budget", "metric", "solved", "seeds", "rows": [summary per row],
@@ -307,7 +310,14 @@ def run_table(table: Table, seeds: Sequence[int], session: Optional[Session] = N
                 f"{run[table.metric]:.3f}{' DIVERGED' if run['diverged'] else ''} "
                 f"(init {run['init_s']:.1f} s, train {run['seconds']:.1f} s)")
         summaries[row.name] = _summary(table, row, runs, lr, sweep)
-    return {
+        if on_row is not None:
+            on_row(_result(table, seeds, summaries, start, partial=True))
+    return _result(table, seeds, summaries, start)
+
+
+def _result(table: "Table", seeds: Sequence[int], summaries: Dict[str, Dict[str, Any]],
+            start: float, partial: bool = False) -> Dict[str, Any]:
+    out = {
         "key": table.key, "title": table.title, "budget": table.budget.describe(),
         "metric": table.metric, "solved": table.solved, "seeds": list(seeds),
         "lrs": list(table.lrs),
@@ -315,3 +325,6 @@ def run_table(table: Table, seeds: Sequence[int], session: Optional[Session] = N
         "verdicts": [judge(c, summaries) for c in table.claims],
         "wall_s": time.perf_counter() - start,
     }
+    if partial:
+        out["partial"] = True
+    return out

@@ -88,6 +88,9 @@ def test_contenders_rows():
     assert ref.kind == "reference" and ref.budget == {"warmup": 100}
     assert [r.name for r in C.keep([C.he(), C.suite("lsuv"), ref], ("He", "warm"))] == [
         "He", "warmup 100"]
+    rows = [C.suite("lsuv"), C.suite(["lsuv", "gradinit"], steps=2), C.he()]
+    assert [r.name for r in C.keep(rows, ["LSUV$"])] == ["LSUV"]
+    assert [r.name for r in C.keep(rows, ["LSUV"])] == ["LSUV", "LSUV → GradInit (2 steps)"]
     with pytest.raises(ValueError, match="kind"):
         C.Contender("x", "magic")
 

@@ -1,6 +1,6 @@
 """The one Markdown form of an experiment table (a
-:func:`~keras_metainit.experiments.runner.run_table` result, as printed by ``benchmarks/regimes.py`` and the demo and rendered into the docs by
-``benchmarks/render.py``).
+:func:`~keras_metainit.experiments.runner.run_table` result), as ``benchmarks/regimes.py`` and
+the demo print it and ``benchmarks/render.py`` renders it into the docs.
 
 Standard library only, and no import of the package: ``benchmarks/render.py`` loads this file by
 its path, without TensorFlow.

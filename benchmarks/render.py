@@ -200,7 +200,9 @@ def render_regimes(results: Dict[str, Any], regime: str = "", table: str = "") -
                          f"{run.get('commit', '?')}; {t['wall_s']:.0f} s*)\n\n"
                          + tables().format_table(t, heading=False))
     if not parts:
-        raise RenderError(f"regimes results have no table regime={regime!r} table={table!r}")
+        what = f"--regimes {regime}" if regime else ""
+        return (f"*Not in the committed results: `python benchmarks/regimes.py {what}`".rstrip()
+                + " measures it; then `python benchmarks/render.py` renders it here.*")
     return with_provenance("\n\n".join(parts), results)
 
 

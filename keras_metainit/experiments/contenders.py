@@ -116,7 +116,7 @@ def suite(method: Union[str, Sequence[str]], label: Optional[str] = None, *,
     Returns:
         A ``"suite"`` :class:`Contender`.
 
-    Example:
+    Examples:
         >>> row = suite("metainit", steps=20)
         >>> chain = suite(["lsuv", "gradinit"], steps=20, eta=1e-3)
     """

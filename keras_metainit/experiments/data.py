@@ -38,7 +38,7 @@ def fashion_mnist(subset: str = "auto", *, flatten: bool = False, standardize: b
     Raises:
         FileNotFoundError: ``subset="full"`` without the Debian package (with how to get it).
 
-    Example:
+    Examples:
         >>> (x, y), test, which = fashion_mnist("small", train_size=1024)
         >>> x.shape, which
         ((1024, 28, 28, 1), 'small')
@@ -90,7 +90,7 @@ def sequence_task(kind: str, n: int, *, vocab: int = 16, length: int = 16,
     Returns:
         ``(x, y)``: int32 arrays of shape ``(n, length)``.
 
-    Example:
+    Examples:
         >>> x, y = sequence_task("reverse", 4, vocab=8, length=5)
         >>> bool((y == x[:, ::-1]).all())
         True

@@ -69,7 +69,7 @@ def mlp(depth: int, width: int, *, activation: str = "relu",
     Returns:
         An uncompiled ``keras.Sequential`` that outputs logits.
 
-    Example:
+    Examples:
         >>> model = mlp(20, 64, activation="gelu", seed=0)
         >>> model.output_shape
         (None, 10)
@@ -99,7 +99,7 @@ def vgg(widths: Sequence[int], *, activation: str = "relu", kernel_initializer: 
     Returns:
         An uncompiled ``keras.Sequential`` that outputs logits.
 
-    Example:
+    Examples:
         >>> model = vgg((8, 8, 16, 16, 32, 32, 32, 32), seed=0)
     """
     _seeded(seed)
@@ -120,7 +120,7 @@ def cnn(depth: int, width: int, *, kernel_initializer: Any = "he_normal",
     """A plain ReLU CNN: two stride-2 3×3 convolutions, then ``depth - 2`` more, global average
     pooling and a Dense classifier (the "4x32 CNN" of the step-cost benchmarks).
 
-    Example:
+    Examples:
         >>> model = cnn(4, 32, seed=0)
     """
     check(depth >= 2, "depth", depth, "an integer >= 2")
@@ -184,7 +184,7 @@ def residual_mlp(blocks: int, width: int, *, activation: str = "relu",
     Returns:
         An uncompiled functional ``keras.Model`` that outputs logits.
 
-    Example:
+    Examples:
         >>> model = residual_mlp(20, 64, fixup=True, seed=0)
 
     Reference:
@@ -216,7 +216,7 @@ def residual_cnn(blocks: int, width: int = 16, *, activation: str = "relu",
 
     Arguments as in :func:`residual_mlp`.
 
-    Example:
+    Examples:
         >>> model = residual_cnn(8, 16, fixup=True, seed=0)
     """
     positive_int("blocks", blocks)
@@ -247,7 +247,7 @@ class PositionEmbedding(keras.layers.Layer):
     Returns:
         Called on ``(batch, length, dim)``, the same shape.
 
-    Example:
+    Examples:
         >>> tokens = keras.Input((10,), dtype="int32")
         >>> x = PositionEmbedding()(keras.layers.Embedding(16, 32)(tokens))
         >>> tuple(x.shape)
@@ -298,7 +298,7 @@ def transformer(layers: int = 6, dim: int = 64, *, heads: int = 4, ffn: int = 12
         An uncompiled ``keras.Model`` from ``(batch, length)`` int tokens to
         ``(batch, length, vocab)`` logits.
 
-    Example:
+    Examples:
         >>> model = transformer(6, 64, post_ln=True, seed=0)
         >>> model.output_shape
         (None, 16, 16)

@@ -20,7 +20,7 @@ __all__ = ["mean_std", "fmt", "Comparison", "compare", "seeds"]
 def mean_std(values: Sequence[float]) -> Tuple[float, float]:
     """``(mean, sample standard deviation)``; the std of a single value is 0.
 
-    Example:
+    Examples:
         >>> mean_std([1.0, 2.0, 3.0])
         (2.0, 1.0)
     """
@@ -75,7 +75,7 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
     Returns:
         A :class:`Comparison`.
 
-    Example:
+    Examples:
         >>> compare([0.8, 0.82, 0.81], [0.1, 0.1, 0.11]).above
         True
     """

@@ -39,6 +39,9 @@ def format_table(result: Dict[str, Any], heading: bool = True) -> str:
             cells.append(f"{r['lr']:g}")
         cells += [f"{r['init_s']:.1f}" if r["init_s"] >= 0.05 else "-", f"{r['train_s']:.1f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    if result.get("partial"):
+        lines += ["", "*Partial: the run stopped after these rows; the table's other rows were "
+                      "not run.*"]
     if result["verdicts"]:
         lines += [""] + verdict_lines(result)
     return "\n".join(lines)

@@ -138,7 +138,7 @@ def diverged(losses: Sequence[float], tail: int = 10, tolerance: float = 0.01) -
     Returns:
         True for a diverged run (an empty run has not diverged).
 
-    Example:
+    Examples:
         >>> diverged([2.3, 1.0, float("nan")]), diverged([2.3, 5.0, 6.0]), diverged([2.3, 0.5])
         (True, True, False)
         >>> diverged([2.302585, 2.302590, 2.302601])  # stalled at chance
@@ -262,7 +262,7 @@ def train(model: keras.Model, train_data: Tuple[np.ndarray, np.ndarray],
     Returns:
         A :class:`RunResult`; a run stops at its first non-finite loss and counts as diverged.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> from keras_metainit.experiments import models
         >>> x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
@@ -291,7 +291,7 @@ class Trainer:
     the same run as a fresh ``compile`` (same weights, zero optimizer state, same batches),
     without tracing again.
 
-    Example:
+    Examples:
         ```python
         trainer = Trainer()
         for seed in range(5):  # compiled once, trained five times
@@ -334,7 +334,7 @@ def accuracies(named: Dict[str, keras.Model], train_data: Tuple[np.ndarray, np.n
     """Train each model of ``named`` with ``budget`` (:func:`train`, seed 0) and return its test
     accuracy by name; with ``verbose``, print them under the budget.
 
-    Example:
+    Examples:
         ```python
         accuracies({"He": mlp(20, 128, seed=0)}, train_data, test_data, Budget(epochs=2))
         ```

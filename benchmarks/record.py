@@ -27,7 +27,7 @@ from typing import Any, Dict, Optional
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 _STARTED = time.time()  # the script imported this module at its start
-_VERSIONS = ("tensorflow", "keras", "jax", "numpy", "anyinit")
+_VERSIONS = ("tensorflow", "keras", "jax", "torch", "numpy", "anyinit")
 
 
 def add_argument(parser: argparse.ArgumentParser, name: str) -> None:

@@ -66,7 +66,7 @@ PRODUCERS: Dict[str, str] = {
     f"{RESULTS}/zoo_small.json": "python benchmarks/zoo.py --quick",
     f"{RESULTS}/step_pieces_mlp.json": "python benchmarks/step_pieces.py --model mlp",
     f"{RESULTS}/step_pieces_cnn.json": "python benchmarks/step_pieces.py --model cnn",
-    f"{RESULTS}/step_cost_jax.json": "python benchmarks/step_cost_jax.py --steps 15",
+    f"{RESULTS}/step_cost_backends.json": "python benchmarks/step_cost_backends.py --steps 10",
 }
 
 _BEGIN = re.compile(r"<!--\s*render:\s*(?P<args>.*?)\s*-->")
@@ -292,21 +292,34 @@ def render_step_cost(results: Dict[str, Any]) -> str:
          "first step s", "peak memory ratio"], rows), results)
 
 
-def render_step_cost_jax(results: Dict[str, Any]) -> str:
-    """``benchmarks/step_cost_jax.py``: ms per step on TensorFlow and JAX, ratio to each's step."""
+NAMES = {"tensorflow": "TF", "jax": "JAX", "torch": "torch"}
+
+
+def render_step_cost_backends(results: Dict[str, Any]) -> str:
+    """``benchmarks/step_cost_backends.py``: per backend, ms per step, its ratio to a training
+    step on that backend (in the same process) and the first step's seconds; the device each
+    backend ran on below the table."""
     backends = results["backends"]
-    rows = []
-    for model in results["models"]:
+    head, rows = ["model", "step"], []
+    for b in backends:
+        head += [f"{NAMES.get(b, b)} ms", f"{NAMES.get(b, b)} ratio",
+                 f"{NAMES.get(b, b)} first step s"]
+    for model, label in results["models"].items():
         for step in ["training step"] + results["methods"]:
             cells = []
-            for backend in ("tensorflow", "jax"):
-                rows_of = backends[backend][model]
-                ms, train = rows_of[step], rows_of["training step"]
-                cells += ([f"{ms:.1f}", f"{ms / train:.2f}"] if isinstance(ms, (int, float))
-                          else [str(ms), "-"])
-            rows.append([model, step] + cells)
-    return with_provenance(table(
-        ["model", "step", "TF ms", "TF ratio", "JAX ms", "JAX ratio"], rows), results)
+            for b, out in backends.items():
+                row = out.get(model, {}).get(step) if "error" not in out else None
+                if row is None or "error" in row:
+                    cells += [(row or out).get("error", "not run"), "-", "-"]
+                elif step == "training step":
+                    cells += [f"{row['ms']:.1f}", "1.0", "-"]
+                else:
+                    cells += [f"{row['ms']:.1f}", f"{row['ms'] / row['train_ms']:.2f}",
+                              f"{row['first_s']:.1f}"]
+            rows.append([label, step] + cells)
+    devices = "; ".join(f"{NAMES.get(b, b)}: {out.get('device', out.get('error', '?'))}"
+                        for b, out in backends.items())
+    return with_provenance(table(head, rows) + f"\n\nDevices: {devices}.", results)
 
 
 def _grouped(runs: Iterable[Dict[str, Any]],
@@ -489,7 +502,7 @@ RENDERERS: Dict[str, Callable[..., str]] = {
     "memory": render_memory,
     "step_pieces": render_step_pieces,
     "step_cost": render_step_cost,
-    "step_cost_jax": render_step_cost_jax,
+    "step_cost_backends": render_step_cost_backends,
     "metainit_eps": render_metainit_eps,
     "depth": render_depth,
     "init_cost": render_init_cost,

@@ -20,8 +20,9 @@ ratio is shown, with the range: on a shared VM the ratio of one run moves by ten
 
 Usage: python benchmarks/step_cost.py [--models mlp cnn resnet] [--methods ...] [--steps 10]
        [--json PATH]   # default benchmarks/results/step_cost.json; render.py's table
-       python benchmarks/step_cost.py --backend jax   # MLP and CNN on JAX beside TensorFlow
-                                                      # (benchmarks/step_cost_jax.py)
+       python benchmarks/step_cost.py --backend jax|torch [--models mlp cnn resnet]
+           # that backend beside TensorFlow: ms, ratio and first step (step_cost_backends.py,
+           # which writes benchmarks/results/step_cost_backends.json)
 """
 import argparse
 import json
@@ -123,15 +124,19 @@ def main():
     p.add_argument("--repeats", type=int, default=3,
                    help="fresh processes per method on the MLP and CNN; the run of median ratio "
                         "is shown with the range (ResNet50V2: one)")
-    p.add_argument("--backend", choices=["tensorflow", "jax"], default="tensorflow",
-                   help="jax: the MLP and CNN on Keras's JAX backend beside TensorFlow, each in "
-                        "its own process (benchmarks/step_cost_jax.py)")
+    p.add_argument("--backend", choices=["tensorflow", "jax", "torch"], default="tensorflow",
+                   help="jax or torch: that backend beside TensorFlow, each in its own process "
+                        "(benchmarks/step_cost_backends.py; the MLP and CNN unless --models "
+                        "is given)")
     record.add_argument(p, "step_cost")
     args = p.parse_args()
-    if args.backend == "jax":
-        import step_cost_jax  # beside this script
+    if args.backend != "tensorflow":
+        import step_cost_backends  # beside this script
 
-        return step_cost_jax.main(["--steps", str(args.steps)])
+        models = args.models if "--models" in sys.argv else ["mlp", "cnn"]
+        return step_cost_backends.main(["--backends", "tensorflow", args.backend, "--models",
+                                        *models, "--steps", str(args.steps)]
+                                       + (["--json", args.json] if args.json else []))
     print(f"{args.steps} timed steps per row; each run a fresh process; MLP and CNN rows: the "
           f"run of median ratio of {args.repeats}")
     models = {}

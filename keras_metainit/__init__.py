@@ -6,17 +6,37 @@ serialization, and adds a ``meta_initialize`` method to every ``keras.Model``
 """
 __version__ = "0.1.0"
 
+import importlib.util as _importlib_util
+import json as _json
 import os as _os
 import sys as _sys
 
 
+def _keras_backend_named() -> str:
+    """The backend Keras will load, read as Keras reads it (``KERAS_BACKEND``, else
+    ``keras.json`` under ``KERAS_HOME`` or ``~/.keras``, else TensorFlow), without importing
+    Keras (which would import that backend)."""
+    name = _os.environ.get("KERAS_BACKEND")
+    if name:
+        return name
+    home = _os.environ.get("KERAS_HOME") or _os.path.join(_os.path.expanduser("~"), ".keras")
+    try:
+        with open(_os.path.join(home, "keras.json")) as f:
+            return str(_json.load(f).get("backend", "tensorflow"))
+    except (OSError, ValueError, AttributeError):
+        return "tensorflow"
+
+
 def _quiet_tensorflow_import() -> None:
     """For the ``keras-metainit`` command only (console script or ``python -m keras_metainit``,
-    whose package import runs before ``cli.py``): TensorFlow's C++ logs off
-    (``TF_CPP_MIN_LOG_LEVEL=3`` unless set) and stderr muted while TensorFlow is first imported,
-    since its import-time lines (absl, oneDNN, ``cudart_stub``) ignore that variable."""
+    whose package import runs before ``cli.py``), on the TensorFlow backend: TensorFlow's C++
+    logs off (``TF_CPP_MIN_LOG_LEVEL=3`` unless set) and stderr muted while TensorFlow is first
+    imported, since its import-time lines (absl, oneDNN, ``cudart_stub``) ignore that variable.
+    On another backend TensorFlow is not imported at all."""
     if "tensorflow" in _sys.modules or not _sys.argv or _os.path.basename(
             _sys.argv[0]) not in ("-m", "keras-metainit", "keras-metainit.exe"):
+        return
+    if _keras_backend_named() != "tensorflow" or _importlib_util.find_spec("tensorflow") is None:
         return
     _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     try:

@@ -11,8 +11,8 @@ Name                                   Why                                      
 ``.data_adapter_utils``                own split of ``(x, y, sample_weight)``
 ``keras.src.trainers.compile_utils``   ``CompileLoss``: the compiled loss's        losses.py
                                        structure and weights
-``tf.__internal__.EagerTensor``        a softmax output's logits are read from     losses.py
-                                       its graph op, which an eager tensor lacks
+``tf.__internal__.EagerTensor``        a softmax output's logits are read from     autodiff/
+                                       its graph op, which an eager tensor lacks   tensorflow.py
 ``keras.src.backend.jax``              ``_to_backend_layout``: a                   learned/jax.py
 ``.distribution_lib``                  ``keras.distribution`` layout as a JAX
                                        sharding
@@ -51,10 +51,50 @@ from typing import Any, Dict, List, Optional
 from keras.src.trainers import compile_utils  # keras 3.15.1
 from keras.src.trainers.data_adapters import data_adapter_utils  # keras 3.15.1
 
-__all__ = ["compile_utils", "data_adapter_utils", "is_eager_tensor", "jax_layout",
+__all__ = ["compile_utils", "data_adapter_utils", "require_tensorflow", "is_eager_tensor",
+           "jax_layout",
            "inputs_struct", "nodes_by_depth", "build_shapes", "flatten_layers", "dtype_policy",
            "set_dtype_policy", "call_has_training_arg", "kernel_variable", "producing_node",
            "call_arguments", "is_symbolic_add"]
+
+
+def require_tensorflow(what: str, module: str = "tensorflow"):
+    """``module`` (TensorFlow, or ``tensorflow_datasets``), imported now for ``what``; an
+    ``ImportError`` naming the ``tensorflow`` extra where it is missing. As keras-hub's
+    ``tensor_utils`` does, a package left half-uninstalled (an empty ``tensorflow/`` folder, which
+    imports as a namespace package) counts as missing.
+
+    Args:
+        what: what needs it, for the message (e.g. ``"Loading data by name"``).
+        module: the module to import.
+
+    Returns:
+        The module.
+
+    Example:
+
+    ```python
+    from keras_metainit._compat import require_tensorflow
+
+    try:
+        tfds = require_tensorflow("Loading data by name", "tensorflow_datasets")
+    except ImportError as e:  # the message names the tensorflow extra
+        print(e)
+    ```
+    """
+    import importlib
+
+    try:
+        found = importlib.import_module(module)
+    except ImportError:
+        found = None
+    if found is None or getattr(found, "__file__", None) is None:
+        raise ImportError(
+            f"{what} needs `{module}`, which is not installed. Install keras-metainit's "
+            "TensorFlow extra: pip install \"keras-metainit[tensorflow]\". On JAX and torch, "
+            "data can come without TensorFlow: NumPy arrays, a Python iterable of batches or a "
+            "keras.utils.PyDataset.")
+    return found
 
 
 def is_eager_tensor(x: Any) -> bool:

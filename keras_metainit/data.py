@@ -1,5 +1,5 @@
 """Every form and structure of data a Keras user has, turned into one stream of ``(x, y)`` batches
-(``(x, y, sample_weight)`` with sample weights).
+(``(x, y, sample_weight)`` with sample weights), on every backend.
 
 Forms accepted by :func:`make_dataset` (the structures ``model.fit`` accepts):
 
@@ -10,42 +10,49 @@ Forms accepted by :func:`make_dataset` (the structures ``model.fit`` accepts):
 - NumPy arrays or tensors: ``x``, ``(x,)``, ``(x, y)`` or ``(x, y, sample_weight)``, where ``x``
   and ``y`` may each be an array or a tuple, list or dict of arrays (several inputs, per-output
   targets), as in ``model.fit(x, y)``;
-- a ``tf.data.Dataset`` of such elements, batched like for ``model.fit`` (an unbatched one, whose
-  elements have one axis less than the model's input, is batched for you); dict features included;
-- a string: the name of a TensorFlow Datasets dataset, loaded with ``download=False``.
+- batches from a ``keras.utils.PyDataset``, a Python iterable (a generator, an iterator, any
+  iterable object other than a list, tuple or dict, which are structures of arrays as in ``fit``)
+  or a ``tf.data.Dataset`` (where TensorFlow is installed), each element ``x``, ``(x,)``,
+  ``(x, y)`` or ``(x, y, sample_weight)`` as above; elements with one axis less than the model's
+  inputs are single examples and are batched; a one-shot iterator's batches are kept and given
+  again when the run needs more passes;
+- a string: the name of a TensorFlow Datasets dataset, loaded with ``download=False`` (needs the
+  ``tensorflow`` extra).
+
+Every form becomes a *source* of NumPy elements and then the same stream
+(:class:`keras_metainit.batches.Batches`): batches of one size (a batched iterable keeps its
+first batch's size unless ``batch_size`` is given), repeated pass after pass; ``tf.data`` is one
+source among the others and TensorFlow is imported only for it (or for a tfds name).
 
 Sample weights (one per example) weigh each example's loss as in ``fit`` (the weighted sum over
 the batch divided by the batch size, Keras's ``"sum_over_batch_size"``); the layer-wise methods,
 which read activations, do not use them.
-Inputs reach the model as ``model.fit`` gives them: NumPy floating arrays are cast to ``floatx``
-(as Keras's array adapter does), nothing else is touched; in particular ``uint8`` images are *not*
+Inputs reach the model as ``model.fit`` gives them: floating arrays are cast to ``floatx`` (as
+Keras's array adapter does), nothing else is touched; in particular ``uint8`` images are *not*
 rescaled (a model that expects [0, 1] has its own ``Rescaling`` layer, as keras.applications do).
 
 The loss is resolved by :func:`keras_metainit.losses.resolve_loss` from the first batch, and the
-labels are checked against the outputs before any step (class indices in range, one-hot width).
+labels are checked against the outputs before any step (class indices in range, one-hot width):
+on the whole arrays for NumPy data, on the first batch for an iterable.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import sys
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import tree
 
 from keras_metainit import _compat
+from keras_metainit.batches import Batches, DataError, Steps, replayable
 from keras_metainit.losses import LossSpec, check_labels, resolve_loss, symbolic_outputs
-from keras_metainit.model_inputs import input_specs, input_struct
+from keras_metainit.model_inputs import input_specs, random_inputs, random_labels
 
-__all__ = ["make_dataset", "step_dataset", "ensure_built", "DataError", "DEFAULT_BATCH_SIZE"]
+__all__ = ["make_dataset", "Steps", "ensure_built", "DataError", "Batches",
+           "DEFAULT_BATCH_SIZE"]
 
 DEFAULT_BATCH_SIZE = 128
-# Integer inputs that feed no Embedding (or similar layer with a known vocabulary) draw from [0, 2).
-DEFAULT_INT_HIGH = 2
-
-
-class DataError(ValueError):
-    """Raised for data that cannot be used: empty, non-finite, wrong shapes."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -62,65 +69,6 @@ def ensure_built(model, x) -> None:
                 f"Could not build the model on the first batch of inputs, shape {shapes}: {e}. "
                 "Is the data batched like for `model.fit`, and of the model's input shape?"
             ) from e
-
-
-# ----------------------------------------------------------------------------------------------
-# Datasets
-# ----------------------------------------------------------------------------------------------
-def _random_inputs(model, batch_size: int, seed: int) -> tf.data.Dataset:
-    """Endless batches of random inputs for every input of the model (see the module doc)."""
-    specs = input_specs(model)
-    struct = input_struct(model)
-
-    def draw(k, spec, seeds):
-        shape = (batch_size,) + spec.shape
-        s = seeds + 7 * k
-        dtype = tf.as_dtype(spec.dtype)
-        if spec.high is not None or dtype.is_integer:
-            high = spec.high if spec.high is not None else DEFAULT_INT_HIGH
-            t = tf.random.stateless_uniform(shape, s, 0, high, dtype=tf.int64)
-            return tf.cast(t, dtype)
-        if dtype.is_bool:
-            return tf.random.stateless_uniform(shape, s, 0, 2, dtype=tf.int64) > 0
-        if not dtype.is_floating:
-            raise ValueError(f"`data=None` cannot draw random inputs of dtype {spec.dtype} "
-                             f"(input {spec.name!r}); pass data.")
-        return tf.cast(tf.random.stateless_normal(shape, s), dtype)
-
-    def make(i):
-        seeds = tf.stack([tf.cast(seed, tf.int64), i])
-        xs = [draw(k, spec, seeds) for k, spec in enumerate(specs)]
-        if struct is None or not tree.is_nested(struct):
-            return xs[0]
-        return tree.pack_sequence_as(struct, xs)
-
-    return tf.data.Dataset.range(2**62).map(make)
-
-
-def _add_labels(ds: tf.data.Dataset, loss_spec: LossSpec, seed: int, y_pred):
-    """Draw random labels, in each output's loss format, for data that has none: classes uniform
-    over the output units, {0, 1} for binary losses, N(0, 1) targets for regression."""
-
-    def one(kind, units, shape, n, s):
-        if kind in ("sparse", "onehot"):
-            y = tf.random.stateless_uniform((n,) + shape[:-1], s, 0, units, dtype=tf.int64)
-            return tf.one_hot(y, units) if kind == "onehot" else y
-        if kind == "binary":
-            return tf.cast(tf.random.stateless_uniform((n,) + shape, s, 0, 2, tf.int64),
-                           tf.float32)
-        return tf.random.stateless_normal((n,) + shape, s)
-
-    outs = [(o.label_kind, o.units or 1,
-             tuple(d or 1 for d in LossSpec._at(y_pred, o.path).shape[1:]) or (1,))
-            for o in loss_spec.outputs]
-
-    def add(x, i):
-        n = tf.shape(tree.flatten(x)[0])[0]
-        s = tf.stack([tf.cast(seed, tf.int64) + 1000003, i])
-        ys = [one(kind, units, shape, n, s + 13 * k) for k, (kind, units, shape) in enumerate(outs)]
-        return x, (ys[0] if len(ys) == 1 else tuple(ys))
-
-    return tf.data.Dataset.zip(ds, tf.data.Dataset.range(2**62)).map(add)
 
 
 def _is_x_only(parts, specs) -> bool:
@@ -140,11 +88,21 @@ def _unpack(data, specs):
     return _compat.data_adapter_utils.unpack_x_y_sample_weight(data)
 
 
+def _to_numpy(a) -> np.ndarray:
+    """An array or a tensor of any backend (on any device) as NumPy."""
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        return np.asarray(a)
+    except (TypeError, RuntimeError, ValueError):  # a tensor on an accelerator
+        return keras.ops.convert_to_numpy(a)
+
+
 def _floatx_arrays(struct):
     """NumPy / tensors to NumPy, floating ones cast to floatx (as Keras's array adapter does)."""
 
     def conv(a):
-        a = a.numpy() if hasattr(a, "numpy") else np.asarray(a)
+        a = _to_numpy(a)
         if a.dtype.kind == "f" and a.dtype != np.dtype(keras.config.floatx()):
             a = a.astype(keras.config.floatx())
         return a
@@ -178,7 +136,7 @@ def _sample_weights(w, n: int) -> np.ndarray:
     """``sample_weight`` as float32 ``(N,)``: one finite, non-negative weight per example."""
     if tree.is_nested(w):
         raise DataError(_WEIGHTS_MESSAGE + f" Received a {type(w).__name__}.")
-    w = np.asarray(w.numpy() if hasattr(w, "numpy") else w)
+    w = _to_numpy(w)
     if not _one_weight_per_example(w.shape) or len(w) != n or w.dtype.kind not in "fiub":
         raise DataError(_WEIGHTS_MESSAGE + f" Received shape {w.shape}, dtype {w.dtype}, for "
                         f"{n} examples.")
@@ -188,7 +146,12 @@ def _sample_weights(w, n: int) -> np.ndarray:
     return w
 
 
-def _from_arrays(x, y, batch_size: int, seed: int, w=None) -> Tuple[tf.data.Dataset, int]:
+# ----------------------------------------------------------------------------------------------
+# Sources
+# ----------------------------------------------------------------------------------------------
+def _from_arrays(x, y, batch_size: int, seed: int, w=None):
+    """``(source, n, y)``: batches of the arrays, shuffled anew every pass (NumPy: pass ``epoch``
+    in the order drawn from ``(seed, epoch)``, the same on every backend)."""
     x = _floatx_arrays(x)
     y = None if y is None else _floatx_arrays(y)
     lengths = {}
@@ -215,16 +178,47 @@ def _from_arrays(x, y, batch_size: int, seed: int, w=None) -> Tuple[tf.data.Data
     elements = x if y is None else (x, y)
     if w is not None and y is not None:
         elements = (x, y, _sample_weights(w, n))
-    ds = tf.data.Dataset.from_tensor_slices(elements)
-    ds = ds.shuffle(min(n, 10_000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(min(batch_size, n), drop_remainder=True), n
+    size = min(batch_size, n)
+
+    def source(epoch: int):
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        for start in range(0, n - size + 1, size):
+            take = order[start:start + size]
+            yield tree.map_structure(lambda a: a[take], elements)
+
+    return source, n, y
 
 
-def _from_tfds(name: str, batch_size: int, seed: int) -> tf.data.Dataset:
-    try:
-        import tensorflow_datasets as tfds
-    except ImportError as e:  # pragma: no cover - declared dependency
-        raise ImportError("Loading data by name needs tensorflow-datasets.") from e
+def _tensorflow_dataset_class():
+    """``tf.data.Dataset`` where TensorFlow is already imported, else None: data cannot be a
+    ``tf.data.Dataset`` without it, so TensorFlow is never imported to find out."""
+    tf = sys.modules.get("tensorflow")
+    return getattr(getattr(tf, "data", None), "Dataset", None)
+
+
+def _elements_of(data) -> Tuple[Optional[Callable[[], Iterator[Any]]], str]:
+    """A source of the elements of a ``tf.data.Dataset``, a ``keras.utils.PyDataset`` or a Python
+    iterable of batches, and its description; ``(None, "")`` for any other form."""
+    dataset_class = _tensorflow_dataset_class()
+    if dataset_class is not None and isinstance(data, dataset_class):
+        return lambda epoch: data.as_numpy_iterator(), "tf.data.Dataset"
+    if isinstance(data, keras.utils.PyDataset):
+        def passes(epoch: int):
+            for i in range(len(data)):
+                yield data[i]
+            data.on_epoch_end()
+        return passes, "keras.utils.PyDataset"
+    if isinstance(data, (list, tuple, dict, str, bytes, np.ndarray)) or \
+            hasattr(data, "shape") or not hasattr(data, "__iter__"):
+        return None, ""
+    return replayable(data), f"{type(data).__name__} of batches"
+
+
+def _from_tfds(name: str):
+    """A source of the train split of a prepared TensorFlow Datasets dataset."""
+    tfds = _compat.require_tensorflow("Loading data by name (TensorFlow Datasets)",
+                                      "tensorflow_datasets")
+
     try:
         ds = tfds.load(name, split="train", as_supervised=True, download=False, shuffle_files=False)
     except Exception as e:
@@ -233,70 +227,84 @@ def _from_tfds(name: str, batch_size: int, seed: int) -> tf.data.Dataset:
             f"(download=False): {e}. Prepare it first with `tfds build {name}` or pass arrays / a "
             "tf.data.Dataset."
         ) from e
-    return ds.shuffle(10_000, seed=seed).batch(batch_size, drop_remainder=True)
+    return lambda epoch: ds.as_numpy_iterator()
 
 
-def _split_dataset(ds: tf.data.Dataset, specs) -> Tuple[tf.data.Dataset, bool, bool]:
-    """Elements as ``(x, y)`` or ``(x, y, sample_weight)`` when the data has labels, else ``x``;
-    whether it has labels; whether it has sample weights."""
-    spec = ds.element_spec
+def _split(element, specs) -> Tuple[Any, Any, Any]:
+    """``(x, y, sample_weight)`` of one element of an iterable, as ``fit`` reads it (a tfds
+    dict ``{"image", "label"}`` that is not the model's inputs by name: image and label)."""
     names = {s.name for s in specs or []}
-    if isinstance(spec, dict) and {"image", "label"} <= set(spec) and not (
-            names and names <= set(spec)):  # tfds without as_supervised
-        return ds.map(lambda d: (d["image"], d["label"])), True, False
-    if isinstance(spec, tuple) and not _is_x_only(spec, specs):
-        if len(spec) == 1:
-            return ds.map(lambda x: x), False, False
-        if len(spec) == 2:
-            return ds, True, False
-        if len(spec) == 3:
-            if not isinstance(spec[2], tf.TensorSpec):
-                raise DataError(_WEIGHTS_MESSAGE + f" Received: {spec[2]}")
-            return ds, True, True
-    return ds, False, False
+    if isinstance(element, dict) and {"image", "label"} <= set(element) and not (
+            names and names <= set(element)):  # tfds without as_supervised
+        return element["image"], element["label"], None
+    return _unpack(element, specs)
 
 
-def _x_rank_matches_example(x_spec, specs) -> bool:
-    """Whether dataset elements are single examples (one axis less than the model's inputs)."""
+def _is_single_example(x, specs) -> bool:
+    """Whether an element's inputs are one example (one axis less than the model's inputs)."""
     if not specs:
         return False
-    if isinstance(x_spec, dict):
+    if isinstance(x, dict):
         by_name = {s.name: s for s in specs}
-        pairs = [(x_spec[k], by_name[k]) for k in x_spec if k in by_name]
-        if not pairs:
-            pairs = list(zip(tree.flatten(x_spec), specs))
+        pairs = [(x[k], by_name[k]) for k in x if k in by_name] or \
+            list(zip(tree.flatten(x), specs))
     else:
-        pairs = list(zip(tree.flatten(x_spec), specs))
-    return bool(pairs) and all(t.shape.rank is not None and t.shape.rank == len(s.shape)
-                               for t, s in pairs)
+        pairs = list(zip(tree.flatten(x), specs))
+    return bool(pairs) and all(np.ndim(t) == len(s.shape) for t, s in pairs)
 
 
-def _first(ds):
-    return next(iter(ds.take(1)), None)
+def _from_elements(start, specs, batch_size: Optional[int]):
+    """``(source, labelled, weighted, description)``: an iterable's elements as ``(x, y[, w])``
+    or ``x`` batches of NumPy arrays (single examples batched)."""
+    first = next(start(0), None)
+    if first is None:
+        raise DataError("`data` is empty: it yielded no element.")
+    x0, y0, w0 = _split(first, specs)
+    labelled, weighted = y0 is not None, y0 is not None and w0 is not None
+    single = _is_single_example(x0, specs)
+    if weighted and not single and not _one_weight_per_example(np.shape(_to_numpy(w0))):
+        raise DataError(_WEIGHTS_MESSAGE + f" Received batches of shape {np.shape(w0)}.")
+
+    def source(epoch: int):
+        for element in start(epoch):
+            x, y, w = _split(element, specs)
+            if single:
+                x, y, w = tree.map_structure(lambda a: _to_numpy(a)[None], (x, y, w))
+            x = _floatx_arrays(x)
+            if not labelled:
+                yield x
+                continue
+            y = _floatx_arrays(y)
+            yield (x, y, _sample_weights(w, len(tree.flatten(x)[0]))) if weighted else (x, y)
+
+    note = f" (single examples; batched by {batch_size or DEFAULT_BATCH_SIZE})" if single else ""
+    return source, labelled, weighted, note
 
 
 def make_dataset(
     data, model, loss=None, *, batch_size: Optional[int] = None, seed: int = 0,
     default_batch_size: int = DEFAULT_BATCH_SIZE,
-) -> Tuple[tf.data.Dataset, str, LossSpec]:
-    """Turn ``data`` into an endless ``tf.data.Dataset`` of ``(x, y)`` batches.
+) -> Tuple[Batches, str, LossSpec]:
+    """Turn ``data`` into an endless stream of ``(x, y)`` NumPy batches of one size.
 
     Builds an unbuilt model from the first batch, resolves the loss (:func:`resolve_loss`) and
     checks the labels against the outputs (:func:`check_labels`): on the whole arrays for NumPy
-    data, on the first batch for a dataset.
+    data, on the first batch for an iterable.
 
     Args:
-        data: None, a ``tf.data.Dataset``, NumPy / tensors in any structure ``model.fit``
-            accepts (see the module doc), or a tfds name.
+        data: None, NumPy / tensors in any structure ``model.fit`` accepts, a
+            ``keras.utils.PyDataset``, a Python iterable of batches, a ``tf.data.Dataset``
+            (see the module doc), or a tfds name.
         model: the model the batches are for (its inputs are used for ``data=None``).
         loss: a Keras loss (or one per output), or None for the compiled or inferred one.
-        batch_size: examples per batch; a batched ``tf.data.Dataset`` keeps its own batch
-            size unless this is given.
+        batch_size: examples per batch; a batched iterable keeps its first batch's size unless
+            this is given.
         default_batch_size: the batch size of unbatched forms when ``batch_size`` is None.
         seed: seed of the shuffling and of random inputs/labels.
 
     Returns:
-        ``(dataset, description, loss_spec)``; the dataset repeats forever and yields ``(x, y)``
+        ``(batches, description, loss_spec)``; ``batches`` (a
+        :class:`~keras_metainit.batches.Batches`) repeats forever and yields ``(x, y)``
         (``(x, y, sample_weight)`` when the data has them) in the structures of the data (inputs
         as ``model.fit`` would pass them), labels in each loss's format.
 
@@ -304,12 +312,27 @@ def make_dataset(
         DataError: empty data, NaN/Inf in arrays, mismatched lengths, an unloadable tfds name.
         ValueError: ``data=None`` for a model whose input shape is unknown; labels out of range
             of the outputs (class indices beyond the output width, one-hot of another width).
+        ImportError: a tfds name without TensorFlow installed.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    from keras_metainit.data import make_dataset
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x, y = np.ones((200, 4), "float32"), np.zeros(200, "int64")
+    batches, description, loss_spec = make_dataset((x, y), model, batch_size=64)
+    x0, y0 = next(iter(batches))  # NumPy, 64 examples
+    ```
     """
     bs = int(batch_size or default_batch_size)
     if bs < 1:
         raise ValueError(f"Argument `batch_size` must be >= 1. Received: batch_size={batch_size}")
     specs = input_specs(model)
     labelled, weighted, y_all = True, False, None
+    start, desc = _elements_of(data)
     if data is None:
         if not specs or any(d is None for s in specs for d in s.shape):
             raise ValueError(
@@ -317,40 +340,31 @@ def make_dataset(
                 "input shape is not known. Build the model (e.g. start it with "
                 "`keras.Input(shape)`) or pass data."
             )
-        ds, labelled = _random_inputs(model, bs, seed), False
+        source, labelled, size = random_inputs(model, bs, seed), False, bs
         kinds = ", ".join(sorted({"tokens" if s.high is not None or "int" in s.dtype
                                   else "N(0, 1)" for s in specs}))
         desc = f"random: x ~ {kinds}, batch {bs}"
-    elif isinstance(data, str):
-        ds, desc = _from_tfds(data, bs, seed), f"tfds:{data} (train split), batch {bs}"
-    elif isinstance(data, tf.data.Dataset):
-        ds, labelled, weighted = _split_dataset(data, specs)
-        desc = "tf.data.Dataset"
-        x_spec = ds.element_spec[0] if labelled else ds.element_spec
-        if _x_rank_matches_example(x_spec, specs):
-            ds, desc = ds.batch(bs, drop_remainder=True), f"{desc} (unbatched; batched by {bs})"
-        # Equal static batch shapes: the compiled step is traced once, chunks are well defined.
-        first = _first(ds)
-        n0 = tree.flatten(first)[0].shape[0] if first is not None else bs
-        size = int(batch_size or n0)
-        ds = ds.unbatch().batch(size, drop_remainder=True)
-        desc += f", batch {size}"
-        if weighted:  # batched: (B,) or (B, 1), as the arrays' (N,) or (N, 1)
-            w_shape = ds.element_spec[2].shape
-            if not _one_weight_per_example(w_shape):
-                raise DataError(_WEIGHTS_MESSAGE + f" Received batches of shape {w_shape}.")
+    elif isinstance(data, str) or start is not None:
+        if isinstance(data, str):
+            start, desc = _from_tfds(data), f"tfds:{data} (train split)"
+        source, labelled, weighted, note = _from_elements(start, specs, batch_size)
+        first = next(source(0), None)
+        # Equal batch shapes: the compiled step is traced once, chunks are well defined.
+        size = bs if note or first is None else int(batch_size or len(tree.flatten(first)[0]))
+        desc += f"{note}, batch {size}"
     else:
         x, y, w = _unpack(data, specs)
         weighted = w is not None and y is not None
         labelled = y is not None
-        ds, n = _from_arrays(x, y, bs, seed, w)
-        y_all = _floatx_arrays(y) if labelled else None
-        desc = f"arrays: {n} examples, batch {min(bs, n)}"
+        source, n, y_all = _from_arrays(x, y, bs, seed, w)
+        size = min(bs, n)
+        desc = f"arrays: {n} examples, batch {size}"
     if weighted:
         desc += ", sample weights"
-    # Emptiness is checked on the finite stream, before it is repeated; the first batch also
-    # builds an unbuilt model and tells the outputs.
-    first = _first(ds)
+    batches = Batches(source, size, labelled=labelled, weighted=weighted)
+    # Emptiness is checked on one pass; the first batch also builds an unbuilt model and tells
+    # the outputs.
+    first = batches.first()
     if first is None:
         raise DataError(f"`data` is empty: the {desc} yielded no batch (an empty dataset, or "
                         "fewer examples than one batch).")
@@ -359,25 +373,10 @@ def make_dataset(
     ensure_built(model, x0)
     loss_spec = resolve_loss(model, loss, x0, y0)
     if labelled:
-        check_labels(loss_spec, y_all if y_all is not None else
-                     tree.map_structure(lambda t: t.numpy(), y0))
+        check_labels(loss_spec, y_all if y_all is not None else y0)
     else:
         loss_spec.random_labels = True
-        y_pred = symbolic_outputs(model, x0)
-        ds = _add_labels(ds, loss_spec, seed, y_pred)
+        batches.prepare = random_labels(loss_spec, seed, symbolic_outputs(model, x0))
         kinds = sorted({o.label_kind for o in loss_spec.outputs})
         desc += f", labels random ({', '.join(kinds)})"
-    return ds.repeat().prefetch(2), desc, loss_spec
-
-
-def step_dataset(dataset: tf.data.Dataset, method) -> tf.data.Dataset:
-    """The stream of a learned method's steps: ``method.batches_per_step`` consecutive batches,
-    passed through ``method.prepare`` (a tuple of batches per step; ``method`` is a
-    :class:`~keras_metainit.methods.LearnedMethod`)."""
-    k = method.batches_per_step
-
-    def prepare(*element):
-        return tuple(method.prepare(tuple(tf.nest.map_structure(lambda t: t[i], element)
-                                          for i in range(k))))
-
-    return dataset.batch(k, drop_remainder=True).map(prepare)
+    return batches, desc, loss_spec

@@ -9,7 +9,6 @@ from typing import Any, List, Optional, Sequence, Union
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from keras_metainit import data as data_lib
 from keras_metainit import methods as methods_lib
@@ -31,7 +30,7 @@ def meta_initialize(
     batch_size: Optional[int] = None,
     seed: Optional[int] = None,
     verbose: Union[str, int] = "auto",
-    strategy: Optional[tf.distribute.Strategy] = None,
+    strategy: Optional[Any] = None,
     micro_batches: int = 1,
     **method_options,
 ) -> InitReport:
@@ -42,9 +41,11 @@ def meta_initialize(
 
     Args:
         model: a Keras model; an unbuilt one is built from the first batch.
-        data: None (random Gaussian inputs and uniform labels, MetaInit's reference setting), a
-            ``tf.data.Dataset`` of ``(x, y)`` or ``x`` batches, NumPy ``(x, y)`` or ``x``, or the
-            name of a TensorFlow Datasets dataset (loaded with ``download=False``).
+        data: None (random Gaussian inputs and uniform labels, MetaInit's reference setting),
+            NumPy ``(x, y)`` or ``x`` (any structure ``model.fit`` takes), batches of
+            ``(x, y)`` or ``x`` from a ``keras.utils.PyDataset``, a Python iterable or a
+            ``tf.data.Dataset``, or the name of a TensorFlow Datasets dataset (loaded with
+            ``download=False``); :mod:`keras_metainit.data` lists every form.
         method: ``"lsuv"`` (the default, :data:`keras_metainit.methods.DEFAULT`: the strongest
             and cheapest in our benchmarks, see docs/choosing.md), ``"metainit"``,
             ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"sylvester"``, a method object from
@@ -133,8 +134,8 @@ def _run_method(model, data, method: methods_lib.Method, *, loss, steps, batch_s
         return _run_analytic(model, method, seed=seed, verbose=verbose, started=started,
                              steps=steps, micro_batches=micro_batches)
     if isinstance(method, methods_lib.LayerwiseMethod):
-        if len(dataset.element_spec) == 3:  # they read activations (and labels), not losses
-            dataset = dataset.map(lambda x, y, w: (x, y))
+        if dataset.weighted:  # they read activations (and labels), not losses
+            dataset = dataset.map(lambda batch: batch[:2])
             report.notes.append("sample weights: not used by a layer-wise method")
         _warn_ignored(method, "layer-wise", steps=steps, micro_batches=micro_batches)
         bars = []
@@ -235,6 +236,6 @@ def install() -> None:
     """Add ``meta_initialize`` to ``keras.Model`` (done by ``import keras_metainit``)."""
     if not hasattr(keras.Model, "meta_initialize"):
         keras.Model.meta_initialize = _model_meta_initialize
-    logger = tf.get_logger()
+    logger = logging.getLogger("tensorflow")  # tf.get_logger()'s, without importing TensorFlow
     if not any(isinstance(f, _OwnTracingFilter) for f in logger.filters):
         logger.addFilter(_OwnTracingFilter())

@@ -1,5 +1,5 @@
 """The model's loss: one Keras loss per output, resolved, and evaluated per example with
-higher-order derivatives that are exact on every CPU kernel path.
+higher-order derivatives that are exact on every backend and every kernel path.
 
 :func:`resolve_loss` resolves one loss per output (the argument, the compiled loss with its
 ``loss_weights``, or one inferred from each output layer) into a :class:`LossSpec` whose
@@ -8,16 +8,24 @@ higher-order derivatives that are exact on every CPU kernel path.
 
 Exact derivatives.
 
-Keras's cross-entropies end in TensorFlow's fused ``SoftmaxCrossEntropyWithLogits`` ops (sparse and
-dense; also ``from_logits=False``, which passes ``log(p)`` or a softmax's input as logits). Their
-first derivative is right, but their registered higher-order gradients are not reliable where the
-softmax saturates: on TensorFlow's Eigen kernels (CPUs without AVX-512, or
-``TF_ENABLE_ONEDNN_OPTS=0``) a 12-layer ReLU MLP started at 3× He (logits ~1e6) measured a gradient
-quotient of 1.14e9 where the exact value is 8.69e7, and a third-order scale gradient of −8.7e15
-where central differences give +8.6e7 — every tensor's sign flipped, so MetaInit's sign steps
-grew the net without end (``benchmarks/saturation.py``). Written with ``log_softmax`` the same
-loss is a composition of primitive ops that autodiff differentiates exactly, at any order and on
-every kernel path; the values equal Keras's to float32 rounding.
+Keras's cross-entropies end, on TensorFlow, in the fused ``SoftmaxCrossEntropyWithLogits`` ops
+(sparse and dense; also ``from_logits=False``, which passes ``log(p)`` or a softmax's input as
+logits), and on torch in ``F.cross_entropy``. Their first derivative is right, but TensorFlow's
+registered higher-order gradients are not reliable where the softmax saturates: on its Eigen
+kernels (CPUs without AVX-512, or ``TF_ENABLE_ONEDNN_OPTS=0``) a 12-layer ReLU MLP started at 3×
+He (logits ~1e6) measured a gradient quotient of 1.14e9 where the exact value is 8.69e7, and a
+third-order scale gradient of −8.7e15 where central differences give +8.6e7 — every tensor's sign
+flipped, so MetaInit's sign steps grew the net without end (``benchmarks/saturation.py``). Here
+the softmax cross-entropies are written once in ``keras.ops`` with ``log_softmax``: a composition
+of primitive ops that every backend's autodiff differentiates exactly, at any order; the values
+equal Keras's to float32 rounding.
+
+A softmax *output* (``from_logits=False``) is read from its logits where they can be found, as
+Keras's own losses do: the ``_keras_logits`` that ``keras.activations.softmax`` attaches to its
+result (TensorFlow and torch tensors take it; JAX arrays do not), or, on TensorFlow inside a
+graph, the input of the ``Softmax`` op (:func:`keras_metainit.autodiff.softmax_logits`, the only
+TensorFlow-specific piece, kept on TensorFlow's side of the seam). Elsewhere the probabilities
+are clipped and logged, as Keras's JAX backend does.
 
 :func:`per_example` is the one place the suite evaluates a Keras loss without reduction.
 """
@@ -28,12 +36,14 @@ from typing import Any, List, Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import tree
+from keras import ops, tree
 
-from keras_metainit._compat import compile_utils, is_eager_tensor
+from keras_metainit import autodiff as ad
+from keras_metainit._compat import compile_utils
 
 __all__ = ["per_example", "LossSpec", "OutputLoss", "resolve_loss", "check_labels"]
+
+Tensor = Any  # a backend tensor
 
 
 def _softmax_ce(fn) -> Optional[Tuple[str, dict]]:
@@ -56,23 +66,22 @@ def _softmax_ce(fn) -> Optional[Tuple[str, dict]]:
     return kind, kwargs
 
 
-def _log_probs(y_pred: tf.Tensor, from_logits: bool) -> tf.Tensor:
-    """Log-probabilities as Keras's TensorFlow backend forms them (``_get_logits``), by
-    ``log_softmax``: a softmax output contributes its input's logits."""
+def _log_probs(y_pred: Tensor, from_logits: bool) -> Optional[Tensor]:
+    """Log-probabilities by ``log_softmax`` of the logits, as Keras forms them (a softmax output
+    contributes its input's logits where they can be found), or None for probabilities."""
     logits = getattr(y_pred, "_keras_logits", None)
-    if logits is None and not from_logits and hasattr(y_pred, "op") \
-            and not is_eager_tensor(y_pred) and y_pred.op.type == "Softmax":
-        logits = y_pred.op.inputs[0]
+    if logits is None and not from_logits:
+        logits = ad.softmax_logits(y_pred)
     if logits is not None:
-        return tf.nn.log_softmax(tf.cast(logits, y_pred.dtype))
+        return ops.log_softmax(ops.cast(logits, y_pred.dtype), axis=-1)
     if from_logits:
-        return tf.nn.log_softmax(y_pred)
+        return ops.log_softmax(y_pred, axis=-1)
     return None
 
 
-def per_example(fn: Any, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+def per_example(fn: Any, y_true: Tensor, y_pred: Tensor) -> Tensor:
     """The unreduced loss ``fn(y_true, y_pred)``, with Keras's softmax cross-entropies computed
-    by ``log_softmax`` (equal values, exact higher-order derivatives).
+    by ``log_softmax`` (equal values, exact higher-order derivatives on every backend).
 
     Args:
         fn: a ``keras.losses.Loss`` or a loss function ``fn(y_true, y_pred)``.
@@ -81,29 +90,42 @@ def per_example(fn: Any, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
 
     Returns:
         The loss without reduction (one value per example, or per position).
+
+    Example:
+
+    ```python
+    import keras
+    from keras_metainit.losses import per_example
+
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    logits = keras.ops.convert_to_tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    labels = keras.ops.convert_to_tensor([0.0, 2.0])
+    per = per_example(loss, labels, logits)  # one value per example, shape (2,)
+    ```
     """
     ce = _softmax_ce(fn)
     if ce is None:
         return fn.call(y_true, y_pred) if isinstance(fn, keras.losses.Loss) else fn(y_true, y_pred)
     kind, kwargs = ce
-    from_logits = bool(kwargs.get("from_logits", False))
-    log_p = _log_probs(y_pred, from_logits)
+    log_p = _log_probs(y_pred, bool(kwargs.get("from_logits", False)))
     eps = keras.config.epsilon()
+    classes = int(y_pred.shape[-1])
     if kind == "sparse":
         if log_p is None:  # probabilities: Keras takes log(clip(p)) as logits
-            log_p = tf.nn.log_softmax(tf.math.log(tf.clip_by_value(y_pred, eps, 1.0 - eps)))
-        labels = tf.cast(y_true, tf.int32)
-        if labels.shape.rank == y_pred.shape.rank and labels.shape[-1] == 1:
-            labels = tf.squeeze(labels, -1)
-        return -tf.gather(log_p, labels, batch_dims=labels.shape.rank)
-    smoothing = float(kwargs.get("label_smoothing", 0.0) or 0.0)
-    if smoothing:
-        classes = tf.cast(tf.shape(y_pred)[-1], y_true.dtype)
-        y_true = y_true * (1.0 - smoothing) + smoothing / classes
-    if log_p is None:  # probabilities: normalized and clipped, as Keras does (no fused op)
-        p = y_pred / tf.reduce_sum(y_pred, -1, keepdims=True)
-        log_p = tf.math.log(tf.clip_by_value(p, eps, 1.0 - eps))
-    return -tf.reduce_sum(y_true * log_p, -1)
+            log_p = ops.log_softmax(ops.log(ops.clip(y_pred, eps, 1.0 - eps)), axis=-1)
+        labels = ops.cast(y_true, "int32")
+        if len(labels.shape) == len(y_pred.shape) and labels.shape[-1] == 1:
+            labels = ops.squeeze(labels, -1)
+        # a one-hot mask, not a gather: exact at every order on every backend
+        y_true = ops.one_hot(labels, classes, dtype=log_p.dtype)
+    else:
+        smoothing = float(kwargs.get("label_smoothing", 0.0) or 0.0)
+        if smoothing:
+            y_true = y_true * (1.0 - smoothing) + smoothing / classes
+        if log_p is None:  # probabilities: normalized and clipped, as Keras does
+            p = y_pred / ops.sum(y_pred, axis=-1, keepdims=True)
+            log_p = ops.log(ops.clip(p, eps, 1.0 - eps))
+    return -ops.sum(y_true * log_p, axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -134,12 +156,11 @@ def _loss_name(fn) -> str:
 
 def _per_example(fn, y_true, y_pred, dtype):
     """Unreduced loss of one output, one value per example (non-batch axes averaged)."""
-    y_pred = tf.cast(y_pred, dtype)
-    y_true = tf.cast(y_true, dtype)  # as keras.losses.Loss.__call__ does
-    out = per_example(fn, y_true, y_pred)  # exact higher-order derivatives
-    out = tf.cast(out, dtype)
-    if out.shape.rank is not None and out.shape.rank > 1:
-        out = tf.reduce_mean(out, axis=list(range(1, out.shape.rank)))
+    y_pred = ops.cast(y_pred, dtype)
+    y_true = ops.cast(y_true, dtype)  # as keras.losses.Loss.__call__ does
+    out = ops.cast(per_example(fn, y_true, y_pred), dtype)  # exact higher-order derivatives
+    if len(out.shape) > 1:
+        out = ops.mean(out, axis=tuple(range(1, len(out.shape))))
     return out
 
 
@@ -266,7 +287,8 @@ class LossSpec:
         sum over outputs of ``loss_weight × loss``, each averaged over its non-batch axes. Its
         batch mean is Keras's compiled loss (``sum_over_batch_size`` reduction)."""
         first = tree.flatten(y_pred)[0]
-        dtype = tf.float64 if first.dtype == tf.float64 else tf.float32
+        dtype = "float64" if keras.backend.standardize_dtype(first.dtype) == "float64" \
+            else "float32"
         if not self.multi_output:
             return _per_example(self.fn, tree.flatten(y_true)[0] if tree.is_nested(y_true)
                                 else y_true, first, dtype)
@@ -275,7 +297,7 @@ class LossSpec:
         for o in self.outputs:
             value = _per_example(o.fn, self._at(y_true, o.path), self._at(y_pred, o.path), dtype)
             if o.weight is not None:
-                value = value * tf.cast(o.weight, dtype)
+                value = value * o.weight
             total = value if total is None else total + value
         return total
 
@@ -447,7 +469,7 @@ def check_labels(loss_spec: LossSpec, y) -> None:
             continue
         t = LossSpec._at(y, o.path) if loss_spec.multi_output else (
             tree.flatten(y)[0] if tree.is_nested(y) else y)
-        a = np.asarray(t)
+        a = ops.convert_to_numpy(t)
         where = f"output {o.name!r} ({_loss_name(o.fn)})" if o.name else _loss_name(o.fn)
         if o.label_kind == "sparse":
             if a.size == 0:

@@ -6,7 +6,6 @@ import contextlib
 from typing import List
 
 import keras
-import tensorflow as tf
 
 from keras_metainit import _compat
 from keras_metainit import autodiff as ad
@@ -110,19 +109,37 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
     in both modes. Under a mixed-precision policy the computation runs in float32 (higher-order
     derivatives in float16 lose most of their digits); the model keeps its policy.
 
-    In a model with convolutions the forward pass is a separate, never-inlined ``tf.function``:
-    TensorFlow then differentiates it function by function, so every gradient order lives in its
-    own function body. Inlined, the oneDNN graph rewrite (``MklLayoutRewritePass``) may fuse a
-    first-order ``BiasAddGrad`` with a ``Conv2DBackpropFilter`` of a higher order that reads the
-    same incoming gradient but depends on that bias gradient, which creates a cycle ("N nodes in
-    a cycle") in third-order graphs of convolutions with bias. Without convolutions it is
-    inlined, so grappler optimizes across the gradient orders (the 8×256 MLP's MetaInit step
-    ~20 % faster, ``benchmarks/step_cost.py``); a convolution this check misses (a custom layer
-    calling ``keras.ops.conv``, not named ``*Conv*``) still runs, through the runner's XLA
-    fallback for a cyclic graph.
+    On TensorFlow the loss is a ``tf.function`` (:func:`keras_metainit.autodiff.compiled_loss`),
+    never inlined in a model with convolutions (their third-order graphs can turn cyclic under
+    oneDNN's rewrite; see :func:`keras_metainit.autodiff.tensorflow.compiled_loss`); a
+    convolution this check misses (a custom layer calling ``keras.ops.conv``, not named
+    ``*Conv*``) still runs, through the runner's XLA fallback for a cyclic graph. On JAX it is
+    compiled with the whole step by ``jax.jit``; on torch it runs eagerly.
+
+    Args:
+        model: the model (built).
+        loss_spec: its resolved loss (:func:`keras_metainit.losses.resolve_loss`).
+        training: normalization layers on batch statistics.
+
+    Returns:
+        ``per_example_loss(params, batch) -> (B,)``, with an ``examples_independent`` attribute:
+        whether no layer mixes the examples of a batch in this mode.
+
+    Example:
+
+    ```python
+    import keras
+    import numpy as np
+    from keras_metainit.losses import resolve_loss
+    from keras_metainit.model_fn import make_loss_fn
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
+    x, y = np.ones((8, 4), "float32"), np.zeros(8, "int64")
+    loss_fn = make_loss_fn(model, resolve_loss(model, "sparse_categorical_crossentropy"))
+    per = loss_fn([v.value for v in model.trainable_variables], (x, y))  # shape (8,)
+    ```
     """
-    # the loss head, written once with TensorFlow ops; on JAX called through the seam
-    loss_head = ad.tensorflow_function(loss_spec.per_example)
+    loss_head = loss_spec.per_example  # written once in keras.ops
     forward = make_forward(model, training)
 
     def per_example_loss(params, batch):
@@ -133,17 +150,10 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
             per = per * keras.ops.cast(keras.ops.reshape(batch[2], [-1]), per.dtype)
         return per
 
-    examples_independent = not (
+    has_conv = any("Conv" in type(layer).__name__ for layer in all_layers(model))
+    compiled = ad.compiled_loss(per_example_loss, separate=has_conv)
+    # Whether examples are independent: no layer computes batch statistics in this mode.
+    compiled.examples_independent = not (
         training and any(isinstance(layer, keras.layers.BatchNormalization)
                          for layer in all_layers(model)))
-    if ad.BACKEND != "tensorflow":  # JAX: compiled with the whole step by jax.jit
-        per_example_loss.examples_independent = examples_independent
-        return per_example_loss
-    has_conv = any("Conv" in type(layer).__name__ for layer in all_layers(model))
-    # reduce_retracing: chunks of different sizes (GradCosine) share one trace
-    compiled = tf.function(per_example_loss, reduce_retracing=True,
-                           experimental_attributes={"_noinline": True} if has_conv else None)
-    # Whether examples are independent: no layer computes batch statistics in this mode.
-    compiled.examples_independent = examples_independent
     return compiled
-

@@ -117,9 +117,19 @@ def gradient_quotient(
     Returns:
         ``(gq, loss)``; ``gq`` is differentiable by an outer derivative.
 
-    Example:
-        >>> gq, loss = gradient_quotient(loss_fn, params, (x, y), eps=1e-2,
-        ...                              hvp="finite_difference")
+    Examples:
+        >>> import numpy as np, keras
+        >>> from keras_metainit import losses, objectives
+        >>> from keras_metainit.model_fn import make_loss_fn
+        >>> model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, "tanh"),
+        ...                           keras.layers.Dense(2)])
+        >>> x = np.random.rand(8, 4).astype("float32"); y = np.random.randint(0, 2, 8)
+        >>> loss_fn = make_loss_fn(model, losses.resolve_loss(model, "sparse_categorical_crossentropy"))
+        >>> params = [v.value for v in model.trainable_variables]
+        >>> gq, loss = objectives.gradient_quotient(loss_fn, params, (x, y), eps=1e-2,
+        ...                                         hvp="finite_difference")
+        >>> bool(gq >= 0)
+        True
 
     Reference:
         Dauphin & Schoenholz, "MetaInit: Initializing learning by learning to initialize",

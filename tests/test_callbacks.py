@@ -1,11 +1,13 @@
 """keras_metainit.callbacks.MetaInitialize: initialization at the start of fit, on the backend in use
-(CI runs this file under TensorFlow and again with KERAS_BACKEND=jax)."""
+(backend-neutral: CI runs this file under TensorFlow, JAX and torch)."""
 import keras
 import numpy as np
 import pytest
 
 import keras_metainit as km
 from keras_metainit.callbacks import MetaInitialize
+
+pytestmark = pytest.mark.backend_neutral
 
 
 def _model():

@@ -10,7 +10,9 @@ the derivatives:
 - ``tensorflow`` (:mod:`keras_metainit.autodiff.tensorflow`): a ``tf.GradientTape`` watching the
   parameters, itself recorded by any tape outside it, so a gradient can be differentiated again;
 - ``jax`` (:mod:`keras_metainit.autodiff.jax`): ``jax.value_and_grad`` and ``jax.vjp``, which
-  nest the same way.
+  nest the same way;
+- ``torch`` (:mod:`keras_metainit.autodiff.torch`): ``torch.autograd.grad``, with
+  ``create_graph=True`` for every gradient an outer one differentiates.
 
 Functions (the same signatures on every backend):
 
@@ -21,29 +23,52 @@ Functions (the same signatures on every backend):
   values and one gradient list per scalar, from one forward pass: ``(values, grads)`` or
   ``((values, aux), grads)``.
 - ``stop_gradient(x)``: ``x`` as a constant for every derivative, outer ones included.
-- ``tensorflow_function(fn)``: ``fn``, written with TensorFlow ops (the per-example loss of
-  :class:`keras_metainit.losses.LossSpec`, whose cross-entropies are exact at every order), made
-  callable on this backend's tensors and differentiable to any order: itself on TensorFlow; on
-  JAX through ``jax2tf.call_tf``, which embeds its XLA computation in the compiled JAX program
-  and differentiates it by TensorFlow's gradients, so the loss is written once.
+- ``softmax_logits(y)``: the logits of a softmax output where only the graph knows them
+  (TensorFlow's ``Softmax`` op inside a ``tf.function``), else None; the loss
+  (:mod:`keras_metainit.losses`) is then a ``log_softmax`` of them, exact at every order.
+- ``compiled_loss(fn, separate=False)``: the per-example loss as this backend runs it inside a
+  step: a ``tf.function`` on TensorFlow (``separate``: never inlined, see
+  :func:`keras_metainit.autodiff.tensorflow.compiled_loss`); ``fn`` itself on JAX (``jax.jit``
+  compiles the whole step) and torch (run eagerly).
+- ``no_gradients()``: a context for forward passes nothing differentiates (the layer-wise
+  methods' activations): ``torch.no_grad()`` on torch, where a variable's tensor records every
+  use; nothing to do on TensorFlow and JAX, which record only under a tape or a transform.
 - ``BACKEND``: the name of the backend in use.
 """
 from __future__ import annotations
+
+import contextlib
 
 import keras
 
 BACKEND = keras.backend.backend()
 
-if BACKEND == "jax":
-    from keras_metainit.autodiff.jax import (stop_gradient, tensorflow_function, value_and_grad,
-                                             values_and_grads)
-elif BACKEND == "tensorflow":
-    from keras_metainit.autodiff.tensorflow import (stop_gradient, tensorflow_function,
+if BACKEND == "tensorflow":
+    from keras_metainit.autodiff.tensorflow import (compiled_loss, softmax_logits, stop_gradient,
                                                     value_and_grad, values_and_grads)
-else:  # pragma: no cover - torch / numpy backends
-    raise ImportError(
-        f"keras_metainit supports the 'tensorflow' and 'jax' backends of Keras; the backend in "
-        f"use is {BACKEND!r}. Set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax.")
 
-__all__ = ["BACKEND", "value_and_grad", "values_and_grads", "stop_gradient",
-           "tensorflow_function"]
+    no_gradients = contextlib.nullcontext
+elif BACKEND in ("jax", "torch"):
+    if BACKEND == "jax":
+        from keras_metainit.autodiff.jax import stop_gradient, value_and_grad, values_and_grads
+
+        no_gradients = contextlib.nullcontext
+    else:
+        from keras_metainit.autodiff.torch import (no_gradients, stop_gradient, value_and_grad,
+                                                   values_and_grads)
+
+    def softmax_logits(y_pred):
+        """None: a softmax output's logits are found only through ``_keras_logits`` here."""
+        return None
+
+    def compiled_loss(fn, separate: bool = False):
+        """``fn``: the step that calls it is compiled (JAX) or run eagerly (torch) as a whole."""
+        return fn
+else:
+    raise ImportError(
+        f"keras_metainit runs on Keras's 'tensorflow', 'jax' and 'torch' backends; the backend "
+        f"in use is {BACKEND!r}, which has no automatic differentiation. Set "
+        "KERAS_BACKEND=jax, KERAS_BACKEND=torch or KERAS_BACKEND=tensorflow.")
+
+__all__ = ["BACKEND", "value_and_grad", "values_and_grads", "stop_gradient", "softmax_logits",
+           "compiled_loss", "no_gradients"]

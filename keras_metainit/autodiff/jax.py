@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["value_and_grad", "values_and_grads", "stop_gradient", "tensorflow_function"]
+__all__ = ["value_and_grad", "values_and_grads", "stop_gradient"]
 
 
 def _arg(params):
@@ -37,11 +37,3 @@ def values_and_grads(f, params, has_aux: bool = False):
 
 stop_gradient = jax.lax.stop_gradient
 
-
-def tensorflow_function(fn):
-    """``fn`` (TensorFlow ops) on JAX arrays, inside ``jax.jit`` and under every JAX transform:
-    ``jax2tf.call_tf`` compiles it with XLA into the JAX program; its derivatives are
-    TensorFlow's gradients, called the same way, so they nest to any order."""
-    from jax.experimental import jax2tf
-
-    return jax2tf.call_tf(fn, has_side_effects=False)

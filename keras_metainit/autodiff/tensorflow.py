@@ -18,8 +18,10 @@ from typing import Any, List, Optional, Sequence
 
 import tensorflow as tf
 
-__all__ = ["value_and_grad", "values_and_grads", "stop_gradient", "tensorflow_function",
-           "staged_value_and_grad", "staged_values"]
+from keras_metainit._compat import is_eager_tensor
+
+__all__ = ["value_and_grad", "values_and_grads", "stop_gradient", "softmax_logits",
+           "compiled_loss", "staged_value_and_grad", "staged_values"]
 
 _ZERO = tf.UnconnectedGradients.ZERO
 
@@ -56,8 +58,31 @@ def values_and_grads(f, params, has_aux: bool = False):
 stop_gradient = tf.stop_gradient
 
 
-def tensorflow_function(fn):
-    return fn
+def softmax_logits(y_pred):
+    """The input of the ``Softmax`` op that computed ``y_pred`` in a graph (as Keras's TensorFlow
+    backend finds a softmax output's logits, ``_get_logits``), or None: the one form of the
+    loss that only TensorFlow needs, so a softmax output's loss is a ``log_softmax`` of logits
+    (exact at every order) where ``_keras_logits`` did not survive."""
+    if hasattr(y_pred, "op") and not is_eager_tensor(y_pred) and y_pred.op.type == "Softmax":
+        return y_pred.op.inputs[0]
+    return None
+
+
+def compiled_loss(fn, separate: bool = False):
+    """``fn`` (the per-example loss) as a ``tf.function`` that retraces little (chunks of
+    different sizes share one trace).
+
+    With ``separate`` it is never inlined: TensorFlow then differentiates it function by
+    function, so every gradient order lives in its own function body. Inlined, the oneDNN graph
+    rewrite (``MklLayoutRewritePass``) may fuse a first-order ``BiasAddGrad`` with a
+    ``Conv2DBackpropFilter`` of a higher order that reads the same incoming gradient but depends
+    on that bias gradient, which creates a cycle ("N nodes in a cycle") in third-order graphs of
+    convolutions with bias; :func:`keras_metainit.model_fn.make_loss_fn` asks for it on models
+    with convolutions. Inlined, grappler optimizes across the gradient orders (the 8×256 MLP's
+    MetaInit step ~20 % faster, ``benchmarks/step_cost.py``).
+    """
+    return tf.function(fn, reduce_retracing=True,
+                       experimental_attributes={"_noinline": True} if separate else None)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -16,7 +16,9 @@ from typing import Any, Callable, Iterable, List, Sequence, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import tree
+
+from keras_metainit import autodiff as ad
 
 __all__ = ["LayerwiseError", "conv_patches", "layer_inputs", "layer_input", "num_examples",
            "take", "pooled_variance"]
@@ -36,19 +38,22 @@ def describe(layer) -> str:
 
 def num_examples(x) -> int:
     """Examples in a batch: the leading dimension of its first tensor (any nest)."""
-    return int(tf.nest.flatten(x)[0].shape[0])
+    return int(tree.flatten(x)[0].shape[0])
 
 
 def take(x, start: int, stop: int):
     """Examples ``start:stop`` of every tensor of a nest."""
-    return tf.nest.map_structure(lambda a: a[start:stop], x)
+    return tree.map_structure(lambda a: a[start:stop], x)
 
 
 def to_numpy(t) -> np.ndarray:
     """A tensor, a variable or an array as NumPy. Variables and eager tensors are read with
     ``.numpy()`` (NumPy 2 warns when it converts a TensorFlow variable itself: its
-    ``__array__`` takes no ``copy`` keyword)."""
-    if hasattr(t, "numpy"):
+    ``__array__`` takes no ``copy`` keyword); tensors of any backend by
+    ``keras.ops.convert_to_numpy`` (a torch tensor in autograd's graph, or on a GPU, included)."""
+    if isinstance(t, np.ndarray):
+        return t
+    if isinstance(t, keras.Variable):
         return np.asarray(t.numpy())
     return np.asarray(keras.ops.convert_to_numpy(t))
 
@@ -56,7 +61,8 @@ def to_numpy(t) -> np.ndarray:
 def in_chunks(fn: Callable, x, chunk: int = CHUNK) -> np.ndarray:
     """``fn`` applied to slices of ``chunk`` examples, outputs concatenated (NumPy)."""
     n = num_examples(x)
-    outs = [to_numpy(fn(take(x, i, i + chunk))) for i in range(0, n, chunk)]
+    with ad.no_gradients():
+        outs = [to_numpy(fn(take(x, i, i + chunk))) for i in range(0, n, chunk)]
     return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
 
@@ -104,7 +110,8 @@ def intercept(layers: Sequence[keras.layers.Layer], record: Callable[[Any, tuple
             saved.append((layer, had, layer.__dict__.get("call")))
             object.__setattr__(layer, "call", wrap(layer, layer.call))
         try:
-            yield
+            with ad.no_gradients():  # a forward pass that nothing differentiates
+                yield
         except _Enough:
             pass
     finally:
@@ -206,8 +213,8 @@ def conv_patches(x, kernel_size: Sequence[int], strides: Sequence[int] = (1, 1),
     the order of ``kernel.reshape(-1, filters)`` for a Keras kernel of shape
     ``(*kernel_size, cin, filters)``, so that ``conv_patches(x, ...) @ kernel.reshape(-1,
     filters)`` equals the convolution (without bias) with the same strides, padding and
-    dilation. One, two and three spatial dimensions are supported; ``padding="causal"`` (1D)
-    pads on the left.
+    dilation, for any number of spatial dimensions; ``padding="causal"`` (1D) pads on the left.
+    NumPy windows (exact: no arithmetic), on every backend.
 
     Args:
         x: inputs ``(N, *spatial, C)`` (or ``(N, C, *spatial)`` with ``data_format="channels_first"``).
@@ -236,28 +243,28 @@ def conv_patches(x, kernel_size: Sequence[int], strides: Sequence[int] = (1, 1),
     if padding not in ("valid", "same", "causal"):
         raise ValueError("Argument `padding` must be 'valid', 'same' or 'causal'. "
                          f"Received: padding={padding!r}")
-    x = tf.convert_to_tensor(x)
+    x = to_numpy(x)
     rank = len(kernel_size)
     if data_format == "channels_first":
-        x = tf.transpose(x, [0] + list(range(2, rank + 2)) + [1])
-    if padding == "causal":
-        x = tf.pad(x, [[0, 0], [dilation_rate[0] * (kernel_size[0] - 1), 0], [0, 0]])
-        padding = "valid"
-    if rank == 1:
-        p = conv_patches(x[:, None], (1, kernel_size[0]), (1, strides[0]), padding,
-                         (1, dilation_rate[0]))
-        return p[:, 0]
-    if rank == 2:
-        (kh, kw), (sh, sw), (dh, dw) = kernel_size, strides, dilation_rate
-        p = tf.image.extract_patches(x, sizes=[1, kh, kw, 1], strides=[1, sh, sw, 1],
-                                     rates=[1, dh, dw, 1], padding=padding.upper())
-        return p.numpy()
-    # any rank: a convolution with the identity kernel copies each patch into the channels
-    c = int(x.shape[-1])
-    d = int(np.prod(kernel_size)) * c
-    eye = tf.reshape(tf.eye(d, dtype=x.dtype), tuple(kernel_size) + (c, d))
-    return to_numpy(keras.ops.conv(x, eye, strides=tuple(strides), padding=padding,
-                                   dilation_rate=tuple(dilation_rate), data_format="channels_last"))
+        x = np.moveaxis(x, 1, -1)
+    widths = [(0, 0)] * x.ndim
+    for d, (n, k, st, dil) in enumerate(zip(x.shape[1:-1], kernel_size, strides, dilation_rate)):
+        span = dil * (k - 1) + 1  # the dilated kernel's extent
+        if padding == "causal":
+            widths[d + 1] = (span - 1, 0)
+        elif padding == "same":  # TensorFlow's rule: the extra row or column at the end
+            total = max((-(-n // st) - 1) * st + span - n, 0)
+            widths[d + 1] = (total // 2, total - total // 2)
+    x = np.pad(x, widths)
+    spatial = tuple(range(1, rank + 1))
+    spans = [dil * (k - 1) + 1 for k, dil in zip(kernel_size, dilation_rate)]
+    # (N, *positions, C, *spans): every window; then the strides and the dilated taps
+    p = np.lib.stride_tricks.sliding_window_view(x, spans, axis=spatial)
+    p = p[(slice(None),) + tuple(slice(None, None, st) for st in strides) + (slice(None),)
+          + tuple(slice(None, None, dil) for dil in dilation_rate)]
+    # (N, *positions, *kernel_size, C), flattened in the kernel's (*kernel_size, cin) order
+    p = np.moveaxis(p, rank + 1, -1)
+    return np.ascontiguousarray(p).reshape(p.shape[:rank + 1] + (-1,))
 
 
 def depthwise_patches(x, kernel_size, strides, padding, dilation_rate,

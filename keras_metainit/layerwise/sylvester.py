@@ -11,7 +11,7 @@ import math
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
-import tensorflow as tf
+from keras import tree
 
 from keras_metainit import validation
 from keras_metainit.layerwise.activations import LayerwiseError, describe, subsample, warn
@@ -158,7 +158,7 @@ class Sylvester(LayerwiseMethod):
         classes = None
         if self.latent == "labels":
             label_kind = getattr(run.loss_spec, "label_kind", "sparse")
-            classes = _class_labels(tf.nest.flatten(y)[0], label_kind, run.output_units)
+            classes = _class_labels(tree.flatten(y)[0], label_kind, run.output_units)
         ridge, residual, used, samples = 0.0, 0.0, self.latent, 0
         for si, stage in enumerate(view.stages):
             ins = [view.stage_inputs(x, si) for x in inputs]

@@ -27,7 +27,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import tree
 
 from keras_metainit import _compat
 from keras_metainit.data import DataError
@@ -176,9 +176,9 @@ class ExamplePool:
             x, y = next(self._it)
         except StopIteration:
             return False
-        x = tf.nest.map_structure(np.asarray, x)
-        y = tf.nest.map_structure(np.asarray, y)
-        leaves = tf.nest.flatten(x)
+        x = tree.map_structure(np.asarray, x)
+        y = tree.map_structure(np.asarray, y)
+        leaves = tree.flatten(x)
         if any(a.dtype.kind == "f" and not np.all(np.isfinite(a)) for a in leaves):
             raise DataError("A batch of `data` contains NaN or Inf; the model is unchanged.")
         n = num_examples(x)
@@ -193,8 +193,8 @@ class ExamplePool:
         if not keep:
             return False
         keep = np.asarray(keep)
-        self._xs.append(tf.nest.map_structure(lambda a: a[keep], x))
-        self._ys.append(tf.nest.map_structure(lambda a: a[keep], y))
+        self._xs.append(tree.map_structure(lambda a: a[keep], x))
+        self._ys.append(tree.map_structure(lambda a: a[keep], y))
         self._bytes += sum(a[keep].nbytes for a in flat)
         return True
 
@@ -208,8 +208,8 @@ class ExamplePool:
             raise DataError("`data` yielded no batch.")
         if len(self._xs) > 1:  # keep one concatenated part
             cat = lambda *a: np.concatenate(a)  # noqa: E731
-            self._xs = [tf.nest.map_structure(cat, *self._xs)]
-            self._ys = [tf.nest.map_structure(cat, *self._ys)]
+            self._xs = [tree.map_structure(cat, *self._xs)]
+            self._ys = [tree.map_structure(cat, *self._ys)]
         return self._xs[0], self._ys[0]
 
 
@@ -240,7 +240,7 @@ def walk(model: keras.Model, dataset, method, loss_spec=None, *, seed: int = 0,
     targets, output = plan(model, take(x, 0, min(PROBE, first)), method)
     units = None
     try:
-        units = int(tf.nest.flatten(output)[0].shape[-1])
+        units = int(tree.flatten(output)[0].shape[-1])
     except Exception:  # noqa: BLE001
         pass
     run = Run(model, loss_spec, int(seed), np.random.default_rng(int(seed)), units)
@@ -267,7 +267,7 @@ def walk(model: keras.Model, dataset, method, loss_spec=None, *, seed: int = 0,
                 m = min(total, method.examples_needed(t, first))
                 inputs = layer_inputs(model, t.layer, take(x, 0, m), calls=t.calls)
                 finite_or_raise(inputs, t.layer, "input activations")
-                labels = tf.nest.map_structure(lambda a: a[:m], y)
+                labels = tree.map_structure(lambda a: a[:m], y)
                 row.update(method.set_layer(t, inputs, labels, run))
                 if t.calls > 1:
                     row["calls"] = t.calls

@@ -13,8 +13,9 @@ The package is split as keras-tuner splits ``BaseTuner`` from ``Tuner``:
 :mod:`~keras_metainit.learned.core` owns the backend-neutral loop (:func:`~keras_metainit.learned.core.drive`),
 and one module per backend owns how a step is compiled and run
 (:mod:`~keras_metainit.learned.tensorflow`: ``tf.function``, ``tf.distribute``, micro-batches;
-:mod:`~keras_metainit.learned.jax`: ``jax.jit``, ``keras.distribution``). The backend's module is
-chosen once, here, by :data:`keras_metainit.autodiff.BACKEND`.
+:mod:`~keras_metainit.learned.jax`: ``jax.jit``, ``keras.distribution``;
+:mod:`~keras_metainit.learned.torch`: eager steps, ``torch.autograd.grad``). The backend's
+module is chosen once, here, by :data:`keras_metainit.autodiff.BACKEND`, and only it is imported.
 """
 from __future__ import annotations
 
@@ -24,7 +25,9 @@ from keras_metainit.autodiff import BACKEND
 
 if BACKEND == "jax":
     from keras_metainit.learned.jax import run as _run
-else:  # autodiff refuses any backend other than tensorflow and jax
+elif BACKEND == "torch":
+    from keras_metainit.learned.torch import run as _run
+else:  # autodiff refuses any backend other than tensorflow, jax and torch
     from keras_metainit.learned.tensorflow import run as _run
 
 __all__ = ["run_learned"]
@@ -40,14 +43,14 @@ def run_learned(model, method, dataset, loss_spec, steps: int, verbose: int, rep
     Args:
         model: a built Keras model.
         method: a :class:`~keras_metainit.methods.LearnedMethod`.
-        dataset: a ``tf.data.Dataset`` of batches, repeated
-            (:func:`keras_metainit.data.make_dataset`).
+        dataset: the stream of batches (:func:`keras_metainit.data.make_dataset`).
         loss_spec: the resolved loss (:class:`keras_metainit.losses.LossSpec`).
         steps: number of steps.
         verbose: 0 silent, 1 progress bar, 2 one line per call.
         report: the :class:`~keras_metainit.report.InitReport` to fill.
         strategy: a ``tf.distribute.Strategy`` (TensorFlow only; None: the enclosing scope's or
-            the model's variables', else none). On JAX a ``keras.distribution`` is used instead.
+            the model's variables', else none). On JAX a ``keras.distribution`` is used instead;
+            torch runs on one device.
         micro_batches: parts each replica's batch is split into (TensorFlow only).
         started: ``time.perf_counter()`` at the start of the call, for the report's wall time.
 

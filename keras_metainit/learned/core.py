@@ -3,10 +3,13 @@ guard, the write-back and the report's tensor table.
 
 keras-tuner's split between ``BaseTuner`` (the search loop) and ``Tuner`` (how a trial runs) is
 the model: :func:`drive` owns the loop and :class:`Run` what every run holds; a backend's module
-(:mod:`keras_metainit.learned.tensorflow`, :mod:`keras_metainit.learned.jax`) owns how a step is
-compiled and run, and subclasses :class:`Run` with the scales and state in its own form. The
-pieces of a step every backend shares (:func:`scaled`, :func:`all_finite`,
-:func:`guarded_update`) are written in ``keras.ops``, traced by ``tf.function`` or ``jax.jit``.
+(:mod:`keras_metainit.learned.tensorflow`, :mod:`keras_metainit.learned.jax`,
+:mod:`keras_metainit.learned.torch`) owns how a step is compiled and run, and subclasses
+:class:`Run` with the scales and state in its own form: ``tf.Variable``s written by a
+``tf.function`` on TensorFlow; on JAX and torch values carried from step to step by one pure
+step function (:class:`FunctionalRun`), compiled by ``jax.jit`` or run eagerly. The pieces of a
+step every backend shares (:func:`scaled`, :func:`all_finite`, :func:`guarded_update`) are
+written in ``keras.ops``.
 """
 from __future__ import annotations
 
@@ -20,12 +23,13 @@ import numpy as np
 from keras import ops
 
 from keras_metainit import data as data_lib
+from keras_metainit import shards
 from keras_metainit.methods.base import LearnedMethod
 from keras_metainit.model_fn import make_forward, make_loss_fn
 from keras_metainit.report import InitReport, Progress
 
-__all__ = ["Run", "start", "drive", "select", "scaled", "all_finite", "guarded_update",
-           "write_scales", "output_spread"]
+__all__ = ["Run", "FunctionalRun", "start", "drive", "select", "scaled", "all_finite",
+           "guarded_update", "write_scales", "output_spread", "refuse_tensorflow_options"]
 
 #: The outputs are *constant* (every prediction the same) where their spread over the probe
 #: batch is at most this times ``max(1, mean |output|)``: e.g. the logits of ~1e-11 that
@@ -152,14 +156,103 @@ class Run:
         write_scales(self.variables, self.tuned, scales)
 
 
-def start(model, method: LearnedMethod, dataset, loss_spec):
-    """``(loss_fn, steps_ds, size)``: the per-example loss in the method's mode, the
-    ``tf.data`` stream of the method's steps (:func:`~keras_metainit.data.step_dataset`) and the
-    examples per batch of a step."""
-    loss_fn = make_loss_fn(model, loss_spec, training=method.training)
-    steps_ds = data_lib.step_dataset(dataset, method)
-    size = int(keras.tree.flatten(steps_ds.element_spec)[0].shape[0])
-    return loss_fn, steps_ds, size
+class Scales:
+    """The current scales of a :class:`FunctionalRun`, read like the TensorFlow runner's variable
+    (``.numpy()``): the guard holds this object while its value changes."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def numpy(self) -> np.ndarray:
+        return ops.convert_to_numpy(self.value)
+
+
+class FunctionalRun(Run):
+    """A run whose scales and update state are values carried from step to step by one pure
+    step function of ``(scales, state, weights, batches)`` (JAX and torch). The trainable
+    weights at the start are an argument of the step, not constants baked into it.
+
+    Args:
+        model, method, loss_fn, report, size: as :class:`Run`.
+        compile: how the backend runs a pure function (``jax.jit``; on torch the function
+            itself, its results detached).
+        tracing: whether ``compile`` traces the step once (then the step counts its traces).
+    """
+
+    def __init__(self, model, method: LearnedMethod, loss_fn, report: InitReport, size: int,
+                 compile, tracing: bool):
+        super().__init__(model, method, loss_fn, report, size)
+        self.tracing = tracing
+        self.scales = Scales(ops.ones([len(self.tuned)], "float32"))
+        self.state = self.transform.init(self.scales.value, self.base_norms)
+        self._step = compile(self._step_fn)
+        self._eval = compile(self._eval_fn)
+        self._spread = compile(self.spread_at)
+
+    def _objective(self, weights):
+        def objective(s, shards_):
+            out = self.method.objective(self.loss_fn, scaled(weights, self.tuned, s), shards_)
+            # Python constants a method returns (MetaInit's constraint: False) as tensors
+            return keras.tree.map_structure(ops.convert_to_tensor, out)
+
+        return objective
+
+    def _step_fn(self, scales, state, weights, batches):
+        if self.tracing:
+            self.traces += 1  # runs at trace time only
+        value, grads, constraint, metrics = shards.value_and_grad(
+            self._objective(weights), scales, [(batches, 0)], self.size)
+        batch_ok = all_finite(batches)
+        ok, new_s, new_state = guarded_update(self.transform, value, grads, state, scales,
+                                              self.base_norms, constraint, batch_ok)
+        keep = lambda new, old: ops.where(ok, new, old)  # noqa: E731
+        return (keep(new_s, scales), keras.tree.map_structure(keep, new_state, state),
+                {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint})
+
+    def _eval_fn(self, scales, weights, batches):
+        value, constraint, metrics = shards.values(
+            self._objective(weights), scales, [(batches, 0)], self.size)
+        return value, constraint, metrics, all_finite(batches)
+
+    # -- the runner's interface (drive) ----------------------------------------------------
+    def place(self, batches):
+        """A step's host batches as the step takes them (the backend's tensors)."""
+        return keras.tree.map_structure(ops.convert_to_tensor, batches)
+
+    def step(self, batches):
+        self.scales.value, self.state, out = self._step(self.scales.value, self.state,
+                                                        self.weights(), batches)
+        return out
+
+    def evaluate(self, batches):
+        return self._eval(self.scales.value, self.weights(), batches)
+
+    def spread(self, x):
+        return tuple(float(ops.convert_to_numpy(v))
+                     for v in self._spread(self.scales.value, self.weights(), x))
+
+    def run(self, step_batches, steps: int, verbose: int, report: InitReport, started: float):
+        """:func:`drive` over the placed steps of ``step_batches`` (an iterable of steps)."""
+        it = (self.place(b) for b in step_batches)
+        return drive(self, self.method, it, self.step, self.evaluate, steps, verbose, report,
+                     started)
+
+
+def refuse_tensorflow_options(strategy, micro_batches: int, backend: str,
+                              alternative: str = "") -> None:
+    """Refuse ``strategy`` and ``micro_batches`` off TensorFlow, naming what to use instead."""
+    if strategy is not None:
+        raise ValueError(f"`strategy` is a tf.distribute strategy, which needs the TensorFlow "
+                         f"backend; the backend is {backend!r}.{alternative}")
+    if micro_batches != 1:
+        raise NotImplementedError(f"`micro_batches` needs the TensorFlow backend; on "
+                                  f"{backend!r} pass micro_batches=1.{alternative}")
+
+
+def start(model, method: LearnedMethod, batches, loss_spec):
+    """``(loss_fn, steps)``: the per-example loss in the method's mode and the stream of the
+    method's steps (:class:`~keras_metainit.batches.Steps`; ``steps.size`` examples per batch)."""
+    return make_loss_fn(model, loss_spec, training=method.training), data_lib.Steps(batches, method)
 
 
 def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
@@ -193,7 +286,7 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
         batches = probe
         for t in range(steps):
             t0 = time.perf_counter()
-            out = {n: np.asarray(v) for n, v in step_fn(batches).items()}
+            out = {n: ops.convert_to_numpy(v) for n, v in step_fn(batches).items()}
             step_times.append(time.perf_counter() - t0)
             if t == 0:
                 report.trace_time = time.perf_counter() - first

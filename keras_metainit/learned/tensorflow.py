@@ -142,6 +142,15 @@ def _compiled(fn, signature, report: InitReport):
     return call
 
 
+def _tf_dataset(step_batches) -> tf.data.Dataset:
+    """The steps as a ``tf.data.Dataset`` (for ``tf.distribute`` and the step's signature): the
+    same NumPy steps every backend reads, their signature from the first."""
+    first = next(iter(step_batches))
+    spec = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, tf.as_dtype(a.dtype)), first)
+    return tf.data.Dataset.from_generator(lambda: iter(step_batches),
+                                          output_signature=spec).prefetch(2)
+
+
 def strategy_of(model, strategy):
     """The strategy to run under: the argument, the enclosing scope's, or the model's."""
     if strategy is not None:
@@ -160,7 +169,9 @@ def run(model, method, dataset, loss_spec, steps, verbose, report, strategy=None
     """:func:`keras_metainit.learned.run_learned` on the TensorFlow backend (the same arguments;
     ``strategy`` None means :func:`strategy_of` the model)."""
     strategy = strategy_of(model, strategy)
-    loss_fn, steps_ds, size = start(model, method, dataset, loss_spec)
+    loss_fn, step_batches = start(model, method, dataset, loss_spec)
+    size = step_batches.size
+    steps_ds = _tf_dataset(step_batches)
     replicas = strategy.num_replicas_in_sync if strategy is not None else 1
     if size % (replicas * micro_batches):
         raise ValueError(

@@ -21,15 +21,14 @@ methods it resolves.
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
+from typing import Any, ClassVar, Dict, List, Optional, Sequence, Tuple, Type
 
 import keras
 
 from keras_metainit import scale_opt, validation
 from keras_metainit.validation import check, is_real
 
-if TYPE_CHECKING:  # annotations only
-    import tensorflow as tf
+Tensor = Any  # a backend tensor
 
 __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "AnalyticMethod",
            "Chain", "register", "unregister", "get", "serialize", "deserialize", "available",
@@ -99,12 +98,12 @@ class LearnedMethod(Method):
     def prepare(self, batches: Tuple[Any, ...]) -> Tuple[Any, ...]:
         """The step's batches, from :attr:`batches_per_step` consecutive batches of the data.
 
-        Runs in the input pipeline, on whole batches, before they are split over replicas or
-        micro-batches. The default passes them through.
+        Runs on the host, on whole NumPy batches (:class:`keras_metainit.batches.Steps`), before
+        they are split over replicas or micro-batches. The default passes them through.
         """
         return batches
 
-    def objective(self, loss_fn, params: List[tf.Tensor], shards) -> Tuple[tf.Tensor, tf.Tensor, Dict[str, tf.Tensor]]:
+    def objective(self, loss_fn, params: List[Tensor], shards) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
         """``(J, constraint, metrics)``: the value to minimize, whether this is a constraint
         step, and the metrics named by :attr:`metric_names`.
 
@@ -213,7 +212,7 @@ class ConstrainedMethod(LearnedMethod):
     def tunes(self, variable) -> bool:
         return True
 
-    def constrained(self, gnorm: tf.Tensor, target: tf.Tensor) -> Tuple[tf.Tensor, tf.Tensor]:
+    def constrained(self, gnorm: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
         """``(value, constraint)``: ``gnorm`` while ``gnorm > gamma`` (a constraint step, which
         reduces the norm through second-order terms), else ``target``.
 

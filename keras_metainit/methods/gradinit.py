@@ -2,7 +2,8 @@
 (:class:`GradInit`)."""
 from __future__ import annotations
 
-import tensorflow as tf
+import numpy as np
+from keras import tree
 
 from keras_metainit import objectives
 from keras_metainit.methods.base import ConstrainedMethod
@@ -69,9 +70,9 @@ class GradInit(ConstrainedMethod):
     def prepare(self, batches):
         """``(S, S̃)``: ``S̃`` is the first ``overlap`` of ``S`` and the rest of the next batch."""
         s, other = batches
-        shared = int(round(self.overlap * int(tf.nest.flatten(s)[0].shape[0])))
-        s_tilde = tf.nest.map_structure(lambda a, b: tf.concat([a[:shared], b[shared:]], 0),
-                                        s, other)
+        shared = int(round(self.overlap * int(tree.flatten(s)[0].shape[0])))
+        s_tilde = tree.map_structure(lambda a, b: np.concatenate([a[:shared], b[shared:]], 0),
+                                     s, other)
         return s, s_tilde
 
     def objective(self, loss_fn, params, shards):

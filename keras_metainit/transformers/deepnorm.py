@@ -67,7 +67,7 @@ def deepnorm_constants(encoder_layers: int = 0, decoder_layers: int = 0,
     Raises:
         ValueError: a negative count, no layers at all, or an unknown ``source``.
 
-    Example:
+    Examples:
         >>> alpha, beta = deepnorm_constants(encoder_layers=6)["encoder"]
         >>> round(alpha, 4), round(beta, 4)
         (1.8612, 0.3799)
@@ -115,7 +115,7 @@ class DeepNormInit(_FreshSeedInitializer):
     Raises:
         ValueError: a gain that is not a positive float, or a bad seed.
 
-    Example:
+    Examples:
         >>> alpha, beta = deepnorm_constants(encoder_layers=6)["encoder"]
         >>> ffn = keras.layers.Dense(256, "relu", kernel_initializer=DeepNormInit(beta))
         >>> round(DeepNormInit(beta).stddev((64, 256)), 4)  # beta * sqrt(2 / (64 + 256))
@@ -170,7 +170,7 @@ class DeepNormResidual(keras.layers.Add):
     Raises:
         ValueError: ``alpha`` not a positive float, or not called on two tensors.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> x = keras.Input((4, 16))
         >>> f = keras.layers.Dense(16, kernel_initializer="zeros")(x)   # f(x) = 0
@@ -223,7 +223,7 @@ class DeepNorm(AnalyticMethod):
             (:func:`deepnorm_constants`).
         seed: seed of the draws; None: the run's.
 
-    Example:
+    Examples:
         >>> alpha, beta = deepnorm_constants(encoder_layers=1)["encoder"]
         >>> x = keras.Input((8, 16))
         >>> a = keras.layers.MultiHeadAttention(2, 8)(x, x)

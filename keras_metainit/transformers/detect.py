@@ -48,7 +48,7 @@ def register_block(layer_class: Type[keras.layers.Layer], reader: BlockReader) -
         reader: a function of a built layer returning its :class:`AttentionBlock` (or a string:
             the reason it cannot be read).
 
-    Example:
+    Examples:
         >>> class Block(keras.layers.Layer):        # x + ffn(x + mha(x, x)), no normalization
         ...     def __init__(self, **kwargs):
         ...         super().__init__(**kwargs)
@@ -159,7 +159,7 @@ def find_blocks(model: keras.Model) -> BlockScan:
     Raises:
         ValueError: the model is not built.
 
-    Example:
+    Examples:
         >>> x = keras.Input((8, 16))
         >>> a = keras.layers.MultiHeadAttention(2, 8, name="mha")(x, x)
         >>> h = keras.layers.LayerNormalization()(keras.layers.Add()([x, a]))

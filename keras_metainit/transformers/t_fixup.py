@@ -61,7 +61,7 @@ def t_fixup_factors(encoder_layers: int = 0, decoder_layers: int = 0
     Raises:
         ValueError: a negative count, or no layers at all.
 
-    Example:
+    Examples:
         >>> [round(f, 4) for f in t_fixup_factors(encoder_layers=6)["encoder"]]
         [0.4281, 0.3689]
 
@@ -103,7 +103,7 @@ class TFixup(AnalyticMethod):
         embeddings: draw and scale the token embeddings (False: leave them).
         seed: seed of the draws; None: the run's.
 
-    Example:
+    Examples:
         >>> x = keras.Input((8, 16))                       # one block, no LayerNorm
         >>> h = keras.layers.Add()([x, keras.layers.MultiHeadAttention(2, 8)(x, x)])
         >>> f = keras.layers.Dense(16)(keras.layers.Dense(32, activation="relu")(h))
@@ -185,7 +185,7 @@ def t_fixup(model: keras.Model, **options: Any):
         The :class:`~keras_metainit.InitReport`: one row per kernel set (factor, std) and per
         part left as it is, with the reason.
 
-    Example:
+    Examples:
         >>> x = keras.Input((8, 16))
         >>> h = keras.layers.Add()([x, keras.layers.MultiHeadAttention(2, 8)(x, x)])
         >>> report = t_fixup(keras.Model(x, h), seed=0)

@@ -1,10 +1,12 @@
-"""Cross-backend check, run by tests/learned/test_jax.py in a subprocess under one Keras backend
-(``KERAS_BACKEND`` set by the caller): the objectives, their scale gradients, the diagnostics and
-``meta_initialize``'s scales on fixed weights and batches, written as JSON.
+"""Cross-backend check, run by tests/test_cross_backend.py and tests/learned/test_jax.py in a
+subprocess under one Keras backend (``KERAS_BACKEND`` set by the caller): the objectives, their scale gradients,
+the diagnostics and ``meta_initialize``'s scales after :data:`STEPS` steps on fixed weights and
+batches, written as JSON.
 
-    KERAS_BACKEND=jax python tests/scripts/jax_script.py WORKDIR OUT.json [--methods metainit,...]
+    KERAS_BACKEND=jax python tests/scripts/cross_backend_script.py WORKDIR OUT.json [--methods ...]
+    KERAS_BACKEND=torch python tests/scripts/cross_backend_script.py WORKDIR OUT.json
     KERAS_BACKEND=jax XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-        python tests/scripts/jax_script.py WORKDIR OUT.json --models mlp --data-parallel
+        python tests/scripts/cross_backend_script.py WORKDIR OUT.json --models mlp --data-parallel
 
 ``WORKDIR`` holds ``weights_<model>.npz`` and ``batch.npz``; whichever run comes first writes them
 (NumPy draws, no backend involved) and the next reads them, so both backends see the same numbers.
@@ -26,6 +28,7 @@ from keras_metainit.model_fn import make_loss_fn  # noqa: E402
 
 CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 N = 32
+STEPS = 5  # meta_initialize's steps, the same seed on every backend
 
 
 def build(name):
@@ -70,7 +73,8 @@ def scale_grad(fn, params, tuned, s):
         return fn(p)
 
     value, grad = ad.value_and_grad(at, s)
-    return float(value), np.asarray(grad, np.float64).tolist()
+    return (float(keras.ops.convert_to_numpy(value)),
+            np.asarray(keras.ops.convert_to_numpy(grad), np.float64).tolist())
 
 
 def figures(name):
@@ -118,7 +122,7 @@ def scales(name, method):
     options = {"metainit": {"lr": 0.05}, "gradinit": {"lr": 0.05, "gamma": 100.0},
                "gradcosine": {"lr": 0.05, "gamma": 100.0}}[method]
     data = None if name == "cnn" else (x, y)
-    report = km.meta_initialize(model, data, method, loss=CE, steps=6, seed=3, batch_size=N,
+    report = km.meta_initialize(model, data, method, loss=CE, steps=STEPS, seed=3, batch_size=N,
                                 verbose=0, **options)
     return {"scales": [t["scale"] for t in report.tensors],
             "weights": [float(np.linalg.norm(np.asarray(v))) for v in model.get_weights()],

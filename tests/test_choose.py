@@ -40,3 +40,24 @@ def test_attention_inside_sub_models_and_layers_is_found():
     plain_in = keras.Input((6, 8))
     plain = keras.Model(plain_in, keras.layers.Dense(3)(plain_in))
     assert attention_layers(plain) == [] and choose(plain)[0] == "lsuv"
+
+
+def test_the_default_call_runs_the_choice_and_says_why():
+    import numpy as np
+    import pytest
+
+    rng = np.random.default_rng(0)
+    model = models.transformer(1, 8, heads=2, ffn=16, vocab=5, length=4, seed=0)
+    x = rng.integers(0, 5, (32, 4))
+    before = [w.copy() for w in model.get_weights()]
+    report = model.meta_initialize((x, x), steps=2, seed=0, verbose=0)
+    assert report.method == "metainit"
+    assert report.notes[0].startswith("method 'auto' chose metainit: the model has 1 attention")
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+
+    mlp = models.mlp(2, 8, input_shape=(6,), seed=0)
+    report = mlp.meta_initialize((rng.normal(size=(64, 6)), rng.integers(0, 10, 64)), seed=0,
+                                 verbose=0)
+    assert report.method == "lsuv" and report.notes[0].startswith("method 'auto' chose lsuv")
+    with pytest.raises(ValueError, match="need a named method"):
+        mlp.meta_initialize(rng.normal(size=(64, 6)), verbose=0, lr=0.1)

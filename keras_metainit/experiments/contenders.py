@@ -144,10 +144,10 @@ def chosen(label: str = "default call", steps: Optional[int] = None) -> Contende
     def init(model, data, seed):
         from keras_metainit.choose import choose
 
-        method, _ = choose(model)
+        method, _ = choose(model)  # the default call's own choice; only to pass ``steps``
         extra = {"steps": steps} if steps and not isinstance(method, str) else {}
-        return model.meta_initialize(tuple(a[:INIT_DATA] for a in data), method=method,
-                                     seed=seed, verbose=0, **extra)
+        return model.meta_initialize(tuple(a[:INIT_DATA] for a in data), seed=seed, verbose=0,
+                                     **extra)
 
     return Contender(label, "suite", {"kernel_initializer": "glorot_uniform"}, init)
 

@@ -36,7 +36,7 @@ def rows(cfg, lr):
     at the training rate when that differs)."""
     main = lr == cfg["main_lr"]
     gradinit = dict(steps=cfg["gradinit_steps"], step="adam")
-    out = [C.keras_default()]
+    out = [C.keras_default(), C.chosen()]  # the default call: meta_initialize(data)
     if main:
         out += [C.he(), *C.anyinit()]
     out += [C.reference(f"warmup {cfg['warmup']}", budget={"warmup": cfg["warmup"]}),

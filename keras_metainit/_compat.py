@@ -71,7 +71,7 @@ def require_tensorflow(what: str, module: str = "tensorflow"):
     Returns:
         The module.
 
-    Example:
+    Examples:
 
     ```python
     from keras_metainit._compat import require_tensorflow

@@ -100,7 +100,7 @@ class Batches:
         labelled: whether the batches are ``(x, y)`` or ``(x, y, sample_weight)``.
         weighted: whether they carry sample weights (``(x, y, sample_weight)``).
 
-    Example:
+    Examples:
 
     ```python
     import numpy as np

@@ -314,7 +314,7 @@ def make_dataset(
             of the outputs (class indices beyond the output width, one-hot of another width).
         ImportError: a tfds name without TensorFlow installed.
 
-    Example:
+    Examples:
 
     ```python
     import keras

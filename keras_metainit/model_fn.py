@@ -125,7 +125,7 @@ def make_loss_fn(model, loss_spec: losses.LossSpec, training: bool = False):
         ``per_example_loss(params, batch) -> (B,)``, with an ``examples_independent`` attribute:
         whether no layer mixes the examples of a batch in this mode.
 
-    Example:
+    Examples:
 
     ```python
     import keras

@@ -1,4 +1,4 @@
-"""Every backend meets TensorFlow: ``tests/cross_backend_script.py`` in a subprocess under
+"""Every backend meets TensorFlow: ``tests/scripts/cross_backend_script.py`` in a subprocess under
 ``KERAS_BACKEND=tensorflow``, ``jax`` and ``torch`` on the same saved weights and batches. GQ,
 GradCosine, GradInit's look-ahead and their scale gradients (MetaInit's a third derivative), the
 diagnostics, and ``meta_initialize``'s scales after 5 steps with a fixed seed (MetaInit, GradInit,

@@ -1,4 +1,4 @@
-"""losses.per_example is exact to the third derivative on every backend (backend-neutral: CI runs
+"""exact_losses.per_example is exact to the third derivative on every backend (backend-neutral: CI runs
 this file under TensorFlow, JAX and torch).
 
 Each case differentiates ``f(t) = Σ_i w_i · loss_i(z + t·d)`` three times at ``t = 0`` through the
@@ -21,7 +21,7 @@ import pytest
 from keras import ops
 
 from keras_metainit import autodiff as ad
-from keras_metainit import losses
+from keras_metainit import exact_losses
 
 pytestmark = pytest.mark.backend_neutral
 
@@ -50,7 +50,7 @@ def _derivatives(fn, y, z0, d, transform=None):
     def f(t):
         z = z0 + t * d
         pred = transform(z) if transform is not None else z
-        return ops.sum(w * losses.per_example(fn, y, pred))
+        return ops.sum(w * exact_losses.per_example(fn, y, pred))
 
     def grad_of(g):
         return lambda t: ad.value_and_grad(g, t)[1]

@@ -152,13 +152,14 @@ MODELS = {
 
 
 def headline(method: str, metrics, config) -> float:
-    """The quantity the method minimizes, from the report's metrics. GradCosine: ``gn`` while it
+    """The quantity the method minimizes, from the report's metrics. GradInit: ``gnorm`` while it
+    is above ``gamma``, else the look-ahead loss. GradCosine: ``gn`` while it
     is above ``gamma``, else its target (``gc_gn_sqrt``: ``-gc - gn_weight * splits * gn``, the sum
     of the chunk-gradient norms being ``splits`` times their mean ``gn``; ``gc``: ``-gc``)."""
     if method == "metainit":
         return metrics["gq"]
-    if method == "gradinit":
-        return metrics["lookahead"]
+    if method == "gradinit":  # the constraint first, as the guard orders candidates
+        return metrics["gnorm"] if metrics["gnorm"] > config["gamma"] else metrics["lookahead"]
     if metrics["gn"] > config["gamma"]:
         return metrics["gn"]
     target = {"gc": 0.0, "gc_gn_sqrt": config["gn_weight"] * config["splits"]}[config["target"]]

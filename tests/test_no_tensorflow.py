@@ -1,5 +1,5 @@
 """Keras's JAX and torch backends with TensorFlow not installed (made unimportable in a
-subprocess, ``tests/no_tensorflow_script.py``): ``import keras_metainit`` imports no
+subprocess, ``tests/scripts/no_tensorflow_script.py``): ``import keras_metainit`` imports no
 ``tensorflow`` module, MetaInit runs on NumPy data and lowers its objective, and what needs
 TensorFlow (a TensorFlow Datasets name) says which extra to install. CI also runs the
 backend-neutral tests in a venv without TensorFlow (``.ci/run``)."""
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-SCRIPT = os.path.join(os.path.dirname(__file__), "no_tensorflow_script.py")
+SCRIPT = os.path.join(os.path.dirname(__file__), "scripts", "no_tensorflow_script.py")
 
 
 @pytest.mark.parametrize("backend", ["jax", "torch"])

@@ -47,14 +47,16 @@ def take(x, start: int, stop: int):
 
 
 def to_numpy(t) -> np.ndarray:
-    """A tensor, a variable or an array as NumPy. Variables and eager tensors are read with
-    ``.numpy()`` (NumPy 2 warns when it converts a TensorFlow variable itself: its
-    ``__array__`` takes no ``copy`` keyword); tensors of any backend by
-    ``keras.ops.convert_to_numpy`` (a torch tensor in autograd's graph, or on a GPU, included)."""
+    """A tensor, a variable or an array as NumPy, on any backend: read as a tensor first (a Keras
+    variable's ``.value`` is a ``tf.Variable`` on TensorFlow, which NumPy 2 warns about converting
+    itself: its ``__array__`` takes no ``copy`` keyword), then ``keras.ops.convert_to_numpy`` (a
+    torch tensor in autograd's graph, or on a GPU, included)."""
     if isinstance(t, np.ndarray):
         return t
     if isinstance(t, keras.Variable):
-        return np.asarray(t.numpy())
+        t = t.value
+    if hasattr(t, "read_value"):  # a TensorFlow variable: its value as a tensor
+        t = t.read_value()
     return np.asarray(keras.ops.convert_to_numpy(t))
 
 

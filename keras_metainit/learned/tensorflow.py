@@ -78,7 +78,9 @@ class TensorFlowRun(Run):
 
         def replica(batches):
             ctx = tf.distribute.get_replica_context()
-            n = int(tf.nest.flatten(batches)[0].shape[0])
+            # each replica's part of the global batch (its static shape is unknown: the
+            # distributed dataset is read from a generator)
+            n = self.size // ctx.num_replicas_in_sync
             rid = ctx.replica_id_in_sync_group
             static = tf.get_static_value(rid)
             offset = int(static) * n if static is not None else rid * n

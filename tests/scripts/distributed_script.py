@@ -22,6 +22,11 @@ import numpy as np  # noqa: E402
 import keras_metainit as km  # noqa: E402
 
 
+#: the runs' seed: one whose probe batch MetaInit improves within 3 steps on the MLP (from seed 1
+#: its guard keeps the start, and "distributed equals one device" would hold trivially)
+SEED = 2
+
+
 def build(conv=False):
     keras.utils.set_random_seed(0)
     if conv:
@@ -62,10 +67,10 @@ def main():
     for name, (conv, method, options) in cases.items():
         data = (xc if conv else x, y)
         single = build(conv)
-        r1 = km.meta_initialize(single, data, method, seed=1, verbose=0, **options)
+        r1 = km.meta_initialize(single, data, method, seed=SEED, verbose=0, **options)
         with strategy.scope():
             mirrored = build(conv)
-        r2 = km.meta_initialize(mirrored, data, method, seed=1, verbose=0, **options)
+        r2 = km.meta_initialize(mirrored, data, method, seed=SEED, verbose=0, **options)
         w1 = [v.numpy() for v in single.trainable_variables]
         w2 = [v.numpy() for v in mirrored.trainable_variables]
         moved = max(float(np.max(np.abs(a - b.numpy()))) for a, b in
@@ -81,7 +86,7 @@ def main():
         }
     # a strategy passed as an argument, for a model built outside any scope
     plain = build()
-    r = km.meta_initialize(plain, (x, y), "metainit", steps=2, batch_size=32, seed=1, verbose=0,
+    r = km.meta_initialize(plain, (x, y), "metainit", steps=2, batch_size=32, seed=SEED, verbose=0,
                            strategy=strategy)
     out["argument"] = {"notes": r.notes}
     json.dump(out, sys.stdout)

@@ -1,28 +1,26 @@
 """Which initialization to run on a model when the caller names none: :func:`choose`.
 
-The rule, from regime 2 of the regime benchmarks (``benchmarks/regimes.py``; issue 21):
+The rule, from regime 2 of the regime benchmarks (``benchmarks/regimes.py``, results in
+``benchmarks/results/regimes.json``, rendered in docs/benchmarks.md; issue 21): a 6-block Post-LN
+Transformer encoder (d 32, FFN 64) reversing random sequences, Adam without warmup, 400 steps,
+5 seeds. From Keras's default init it stalls near chance at every rate measured; T-Fixup trains
+it on every seed at every rate, in a tenth of a second; MetaInit (20 steps, about two minutes on
+2 cores) trains it on some seeds only.
 
-1. **The model has attention layers** (``keras.layers.MultiHeadAttention``,
-   ``GroupQueryAttention``, ``Attention``, ``AdditiveAttention``, at any depth of nesting):
-   **MetaInit, 20 steps** (:data:`ATTENTION_STEPS`). A 6-block Post-LN Transformer encoder
-   (d 32, FFN 64) reversing random sequences (vocabulary 16, length 16), Adam without warmup,
-   400 steps of batch 64, held-out token accuracy, measured on 2026-12-06 (2-core CPU VM):
-
-   - Adam 1e-3: Keras's default init 0.191 / 0.190 / 0.191 / 0.191 / 0.190 (5 seeds, 0 solved),
-     He 0.167-0.175 (0/5), AnyInit 0.190-0.192 (0/5), a 100-step linear warmup 0.184 / 0.180
-     (0/2); LSUV 1.000 on 5/5 seeds; MetaInit (20 steps) 1.000 on seeds 0 and 1.
-   - Adam 3e-3: Keras's default 0.146-0.190 (0/5), the warmup 0.191 / 0.190 (0/2); LSUV 1.000 on
-     1 seed of 5 (0.170-0.188 on the others); MetaInit (20 steps) 1.000 on seeds 0 and 1.
-
-   MetaInit is the method that trained the net at both rates; its 5-seed rows were still running
-   when the session's runs were stopped, so ``benchmarks/results/regimes.json`` does not hold
-   them yet (issue 21 asks for >= 4 of 5 seeds).
-2. **Otherwise: LSUV** (``"lsuv"``), the cheapest method: it sets every layer's output variance,
-   whatever the activation, and in the earlier benchmarks (docs/choosing.md) it was at or above
-   the learned methods on plain nets from Keras's default init, from He and from bad scales.
+1. **Post-LN attention blocks** (:func:`keras_metainit.transformers.find_blocks` finds blocks
+   whose LayerNormalization follows the residual addition; the model must be built):
+   **T-Fixup** (``"t_fixup"``).
+2. **Other attention layers** (``keras.layers.MultiHeadAttention``, ``GroupQueryAttention``,
+   ``Attention``, ``AdditiveAttention``, at any depth of nesting; a Pre-LN stack, an unbuilt
+   model, attention outside a recognized block): **MetaInit, 20 steps**
+   (:data:`ATTENTION_STEPS`), the learned method that adapts to what it finds.
+3. **Otherwise: LSUV** (``"lsuv"``), the cheapest data-driven method: it sets every layer's
+   output variance, whatever the activation, and in the earlier benchmarks (docs/choosing.md) it
+   was at or above the learned methods on plain nets from Keras's default init, from He and from
+   bad scales.
 
 The rule reads only the model's layers (no data, no forward pass), so it is cheap and
-deterministic; the caller can override it by naming a method.
+deterministic; the caller overrides it by naming a method.
 """
 from __future__ import annotations
 
@@ -30,7 +28,7 @@ from typing import Any, Iterator, List, Tuple
 
 import keras
 
-__all__ = ["choose", "ATTENTION_STEPS", "attention_layers"]
+__all__ = ["choose", "ATTENTION_STEPS", "attention_layers", "post_ln_blocks"]
 
 #: MetaInit's steps on a model with attention layers.
 ATTENTION_STEPS = 20
@@ -80,11 +78,37 @@ def attention_layers(model: keras.Model) -> List[keras.layers.Layer]:
     return found
 
 
+def post_ln_blocks(model: keras.Model) -> List[Any]:
+    """The Post-LN attention blocks of a built model (an unbuilt one has none to read).
+
+    Args:
+        model: a Keras model.
+
+    Returns:
+        The :class:`~keras_metainit.transformers.AttentionBlock` objects whose normalization
+        follows the residual addition (``norm == "post"``).
+
+    Examples:
+        >>> x = keras.Input((8, 16))
+        >>> h = keras.layers.LayerNormalization()(
+        ...     keras.layers.Add()([x, keras.layers.MultiHeadAttention(2, 8)(x, x)]))
+        >>> f = keras.layers.Dense(16)(keras.layers.Dense(32, activation="relu")(h))
+        >>> y = keras.layers.LayerNormalization()(keras.layers.Add()([h, f]))
+        >>> [block.norm for block in post_ln_blocks(keras.Model(x, y))]
+        ['post']
+    """
+    from keras_metainit.transformers import find_blocks
+
+    if not getattr(model, "built", False):
+        return []
+    return [block for block in find_blocks(model).blocks if block.norm == "post"]
+
+
 def choose(model: keras.Model) -> Tuple[Any, str]:
     """The initialization to run on ``model`` when the caller names none, and why.
 
-    The rule (module docstring, with its evidence): attention layers → MetaInit with
-    :data:`ATTENTION_STEPS` steps; otherwise LSUV.
+    The rule (module docstring, with its evidence): Post-LN attention blocks → T-Fixup; other
+    attention layers → MetaInit with :data:`ATTENTION_STEPS` steps; otherwise LSUV.
 
     Args:
         model: a Keras model (built or not: only its layers are read).
@@ -105,19 +129,24 @@ def choose(model: keras.Model) -> Tuple[Any, str]:
         ('MetaInit', 20)
 
     Reference:
-        Issue 21 and ``benchmarks/regimes.py`` (regime 2, the Post-LN Transformer); Dauphin &
-        Schoenholz, "MetaInit", NeurIPS 2019; Mishkin & Matas, "All you need is a good init"
+        Issue 21 and ``benchmarks/regimes.py`` (regime 2, the Post-LN Transformer); Huang,
+        Perez, Ba & Volkovs, "Improving Transformer Optimization Through Better
+        Initialization" (T-Fixup), ICML 2020; Dauphin & Schoenholz, "MetaInit", NeurIPS 2019; Mishkin & Matas, "All you need is a good init"
         (LSUV), ICLR 2016.
     """
     from keras_metainit import methods
 
     attention = attention_layers(model)
-    if attention:
-        names = ", ".join(sorted({type(layer).__name__ for layer in attention}))
-        return (methods.get("metainit", steps=ATTENTION_STEPS),
-                f"the model has {len(attention)} attention layer(s) ({names}): MetaInit "
-                f"({ATTENTION_STEPS} steps) made a 6-block Post-LN Transformer train without "
-                "warmup at Adam 1e-3 and 3e-3, LSUV at 1e-3 only (benchmarks/regimes.py, "
-                "regime 2)")
-    return ("lsuv", "no attention layers: LSUV, the cheapest method, at or above the learned "
-                    "ones on plain nets (docs/choosing.md)")
+    if not attention:
+        return ("lsuv", "no attention layers: LSUV, the cheapest method, at or above the "
+                        "learned ones on plain nets (docs/choosing.md)")
+    post_ln = post_ln_blocks(model)
+    if post_ln:
+        return (methods.get("t_fixup"),
+                f"{len(post_ln)} Post-LN attention block(s): T-Fixup, which made a Post-LN "
+                "Transformer train without warmup on every seed where Keras's default init "
+                "stalls (benchmarks/regimes.py, regime 2)")
+    names = ", ".join(sorted({type(layer).__name__ for layer in attention}))
+    return (methods.get("metainit", steps=ATTENTION_STEPS),
+            f"{len(attention)} attention layer(s) ({names}) in no Post-LN block: MetaInit "
+            f"({ATTENTION_STEPS} steps)")

@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
             "prints which method model.meta_initialize(data) picks for the model and why, a "
             "table (mean +- std, divergences, seconds) and a verdict (a win counts beyond two "
             "standard errors); writes DIR/demo.json and the figures demo_accuracy.png, "
-            "training_curves.png and metainit_gq.png."
+            "training_curves.png (and metainit_gq.png where a row ran MetaInit)."
         ),
     )
     d = demo.DemoConfig()

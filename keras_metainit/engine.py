@@ -48,8 +48,9 @@ def meta_initialize(
             ``tf.data.Dataset``, or the name of a TensorFlow Datasets dataset (loaded with
             ``download=False``); :mod:`keras_metainit.data` lists every form.
         method: ``"auto"`` (the default, :data:`keras_metainit.methods.DEFAULT`: the method
-            :func:`keras_metainit.choose.choose` picks by the model's layers, MetaInit with 20
-            steps for a model with attention layers, else LSUV; the report's first note says
+            :func:`keras_metainit.choose.choose` picks by the model's layers: T-Fixup for
+            Post-LN attention blocks, MetaInit with 20 steps for other attention layers, else
+            LSUV; the report's first note says
             which and why), ``"lsuv"``, ``"metainit"``,
             ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"sylvester"``, a method object from
             :mod:`keras_metainit.methods`, or a list of these run in order on one report

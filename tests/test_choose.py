@@ -6,11 +6,15 @@ from keras_metainit.choose import ATTENTION_STEPS, attention_layers, choose
 from keras_metainit.experiments import models
 
 
-def test_a_tiny_attention_model_gets_metainit():
-    model = models.transformer(1, 8, heads=2, ffn=16, vocab=5, length=4, seed=0)
-    method, reason = choose(model)
+def test_a_post_ln_transformer_gets_t_fixup_and_a_pre_ln_one_metainit():
+    post = models.transformer(2, 8, heads=2, ffn=16, vocab=5, length=4, seed=0)
+    method, reason = choose(post)
+    assert type(method).__name__ == "TFixup", method
+    assert reason.startswith("2 Post-LN attention block(s): T-Fixup")
+    pre = models.transformer(2, 8, heads=2, ffn=16, vocab=5, length=4, post_ln=False, seed=0)
+    method, reason = choose(pre)
     assert isinstance(method, methods.MetaInit) and method.steps == ATTENTION_STEPS
-    assert "1 attention layer(s) (MultiHeadAttention)" in reason
+    assert "2 attention layer(s) (MultiHeadAttention) in no Post-LN block" in reason
 
 
 def test_a_tiny_mlp_gets_lsuv():
@@ -47,13 +51,16 @@ def test_the_default_call_runs_the_choice_and_says_why():
     import pytest
 
     rng = np.random.default_rng(0)
-    model = models.transformer(1, 8, heads=2, ffn=16, vocab=5, length=4, seed=0)
     x = rng.integers(0, 5, (32, 4))
-    before = [w.copy() for w in model.get_weights()]
-    report = model.meta_initialize((x, x), steps=2, seed=0, verbose=0)
-    assert report.method == "metainit"
-    assert report.notes[0].startswith("method 'auto' chose metainit: the model has 1 attention")
-    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
+    for post_ln, name in ((True, "t_fixup"), (False, "metainit")):
+        model = models.transformer(1, 8, heads=2, ffn=16, vocab=5, length=4, post_ln=post_ln,
+                                   seed=0)
+        before = [w.copy() for w in model.get_weights()]
+        steps = {} if post_ln else {"steps": 2}  # T-Fixup is analytic: it takes no steps
+        report = model.meta_initialize((x, x), seed=0, verbose=0, **steps)
+        assert report.method == name
+        assert report.notes[0].startswith(f"method 'auto' chose {name}: "), report.notes
+        assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
 
     mlp = models.mlp(2, 8, input_shape=(6,), seed=0)
     report = mlp.meta_initialize((rng.normal(size=(64, 6)), rng.integers(0, 10, 64)), seed=0,

@@ -51,7 +51,8 @@ def rows(cfg, lr):
         out += [C.suite("gradinit", steps=cfg["gradinit_steps"],
                         label="GradInit (defaults: η 0.1, SGD step)"),
                 C.suite("gradcosine", steps=cfg["gradcosine_steps"]),
-                C.suite(["lsuv", "gradinit"], eta=1e-3, **gradinit)]
+                C.suite(["lsuv", "gradinit"], eta=1e-3, **gradinit),
+                C.suite(["t_fixup", "gradinit"], eta=1e-3, **gradinit)]
     return out
 
 

@@ -8,7 +8,7 @@ Two scenes (:mod:`~keras_metainit.demo.scenes`), each a table of the experiment 
    sequences with Adam and no warmup (regime 2 of ``benchmarks/regimes.py``). From Keras's
    default init, from He and from AnyInit it stalls near chance; the default call,
    ``model.meta_initialize(data)`` with the method :func:`keras_metainit.choose.choose` picks for
-   a model with attention (MetaInit), makes it train. LSUV, the former default, is shown too.
+   Post-LN blocks (T-Fixup), makes it train. LSUV, the former default, is shown too.
 2. **mlp**, where it does not: a 20-layer plain ReLU MLP at SGD 0.01, He's home ground. The
    default call (LSUV there) repairs Keras's default init, and ties with He.
 
@@ -74,7 +74,7 @@ def run_demo(cfg: DemoConfig, log=print) -> List[Dict[str, Any]]:
     session, results = Session(), []
     for scene in build_scenes(cfg):
         method, reason = choose(scene.example_model)
-        name = method if isinstance(method, str) else type(method).__name__
+        name = method if isinstance(method, str) else method.name
         log(f"\n## {scene.key}: {scene.title}\n")
         log(f"default call: model.meta_initialize(data) runs {name}: {reason}")
         result = run_table(scene.table, seeds, session,

@@ -142,10 +142,11 @@ def chosen(label: str = "default call", steps: Optional[int] = None) -> Contende
     picks it for the model (from Keras's default init), on the first :data:`INIT_DATA` training
     examples; ``steps`` overrides a learned method's steps (a quick run)."""
     def init(model, data, seed):
+        from keras_metainit import methods
         from keras_metainit.choose import choose
 
         method, _ = choose(model)  # the default call's own choice; only to pass ``steps``
-        extra = {"steps": steps} if steps and not isinstance(method, str) else {}
+        extra = {"steps": steps} if steps and isinstance(method, methods.LearnedMethod) else {}
         return model.meta_initialize(tuple(a[:INIT_DATA] for a in data), seed=seed, verbose=0,
                                      **extra)
 

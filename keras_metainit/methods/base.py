@@ -35,8 +35,9 @@ __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "A
            "DEFAULT"]
 
 #: What ``meta_initialize`` runs when no method is named: ``"auto"``, the method
-#: :func:`keras_metainit.choose.choose` picks by the model's layers (MetaInit where there is
-#: attention, else LSUV; the rule and its evidence are in that module and docs/choosing.md).
+#: :func:`keras_metainit.choose.choose` picks by the model's layers (T-Fixup for Post-LN blocks,
+#: MetaInit for other attention, else LSUV; the rule and its evidence: that module and
+#: docs/choosing.md).
 DEFAULT = "auto"
 
 #: alias -> class, filled by :func:`register`, in registration order

@@ -27,8 +27,8 @@ Usage:
 given prefixes; ``--init-cache DIR`` keeps every initialized model's weights there, so that a
 later run (other tables of the same model) does not initialize again; ``--merge A B --into C``
 merges results files without running anything; ``--into PATH`` merges the tables run into an
-existing results file (a table replaces the one of the same key and keeps the command, date and
-commit of its run).
+existing results file (a row run again replaces the row of the same name in the table of the same
+key, the table's other rows stay, and its verdicts are judged again on them).
 
 ``--quick``: tiny models, budgets and steps, 2 seeds, a smoke run of every code path (about two
 minutes on 2 cores; its verdicts mean nothing).
@@ -101,18 +101,42 @@ def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=_log,
     return out
 
 
+def _merge_rows(old_table: dict, new_table: dict, claims) -> dict:
+    """One table from two runs of it: ``new_table``'s rows replace ``old_table``'s rows of the
+    same name, the others stay (a run of some rows adds to the table); the verdicts are judged
+    again on the merged rows, with the table's ``claims``."""
+    from keras_metainit.experiments.runner import judge
+
+    rows = {r["name"]: r for r in old_table["rows"]}
+    rows.update({r["name"]: r for r in new_table["rows"]})
+    merged = dict(new_table, rows=list(rows.values()),
+                  wall_s=old_table["wall_s"] + new_table["wall_s"])
+    if claims is not None:
+        merged["verdicts"] = [judge(c, rows) for c in claims]
+    return merged
+
+
+def _claims(regime_key: str, quick: bool) -> dict:
+    """Each table's claims (by table key), from the regime's own definition."""
+    return {t.key: t.claims for t in REGIMES[regime_key].tables(quick)}
+
+
 def merge(old: dict, new: dict) -> dict:
-    """``new``'s tables merged into ``old`` (a table replaces ``old``'s of the same key, and
-    keeps its own run's command, date and commit); the regimes' wall times are the sums of their
-    tables'."""
+    """``new``'s tables merged into ``old``: a table of a key ``old`` lacks is added; one it has
+    gets ``new``'s rows (a row replaces ``old``'s row of the same name, the others stay) and its
+    verdicts judged again; the regimes' wall times are the sums of their tables'."""
     by_key = {r["key"]: r for r in old.get("regimes", [])}
+    quick = bool(new.get("config", {}).get("quick"))
     for reg in new["regimes"]:
         if reg["key"] not in by_key:
             by_key[reg["key"]] = reg
             continue
         mine = by_key[reg["key"]]
+        claims = _claims(reg["key"], quick)
         tables = {t["key"]: t for t in mine["tables"]}
-        tables.update({t["key"]: t for t in reg["tables"]})
+        for t in reg["tables"]:
+            tables[t["key"]] = (_merge_rows(tables[t["key"]], t, claims.get(t["key"]))
+                                if t["key"] in tables else t)
         mine["tables"] = list(tables.values())
         mine["wall_s"] = sum(t["wall_s"] for t in mine["tables"])
     order = list(REGIMES)

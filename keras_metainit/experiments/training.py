@@ -293,10 +293,18 @@ class Trainer:
 
     Examples:
         ```python
+        import numpy as np
+        from keras_metainit.experiments.models import mlp
+        from keras_metainit.experiments.training import Budget, Trainer
+
+        rng = np.random.default_rng(0)
+        train = (rng.normal(size=(256, 8)).astype("float32"), rng.integers(0, 10, 256))
+        test = (rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 10, 64))
+        arguments = {"depth": 2, "width": 16, "input_shape": (8,)}
         trainer = Trainer()
-        for seed in range(5):  # compiled once, trained five times
-            model = mlp(20, 64, seed=seed)
-            trainer.train(mlp, {"depth": 20, "width": 64}, model, train, test, budget)
+        for seed in range(2):  # compiled once, trained twice
+            model = mlp(**arguments, seed=seed)
+            trainer.train(mlp, arguments, model, train, test, Budget(steps=4))
         ```
     """
 
@@ -336,7 +344,15 @@ def accuracies(named: Dict[str, keras.Model], train_data: Tuple[np.ndarray, np.n
 
     Examples:
         ```python
-        accuracies({"He": mlp(20, 128, seed=0)}, train_data, test_data, Budget(epochs=2))
+        import numpy as np
+        from keras_metainit.experiments.models import mlp
+        from keras_metainit.experiments.training import Budget, accuracies
+
+        rng = np.random.default_rng(0)
+        train_data = (rng.normal(size=(256, 8)).astype("float32"), rng.integers(0, 10, 256))
+        test_data = (rng.normal(size=(64, 8)).astype("float32"), rng.integers(0, 10, 64))
+        accuracies({"He": mlp(2, 16, input_shape=(8,), seed=0)}, train_data, test_data,
+                   Budget(steps=4))
         ```
     """
     out = {name: train(model, train_data, test_data, budget).test_acc

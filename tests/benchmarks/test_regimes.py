@@ -56,15 +56,30 @@ def test_quick_run_writes_its_results(regimes_cli, tmp_path, capsys):
     assert "Wall time per regime: 3. residual" in printed
 
 
-def test_merge_replaces_tables_by_key(regimes_cli):
+def test_merge_adds_rows_to_a_table_and_judges_its_claims_again(regimes_cli):
+    def row(name, values):
+        return {"name": name, "values": values, "mean": sum(values) / len(values)}
+
     def res(tables):
-        return {"config": {"seeds": [0, 1]},
+        return {"config": {"seeds": [0, 1, 2], "quick": False},
                 "regimes": [{"key": "transformer", "tables": tables, "wall_s": 0}]}
 
-    old = res([{"key": "a", "wall_s": 10, "v": 1}, {"key": "b", "wall_s": 5, "v": 1}])
-    new = res([{"key": "b", "wall_s": 7, "v": 2}, {"key": "c", "wall_s": 1, "v": 2}])
+    key = "post_ln_adam_0.001"  # a table of regime 2, whose claim puts T-Fixup against the default
+    old = res([{"key": key, "wall_s": 10, "rows": [row("Keras default", [0.19, 0.19, 0.18]),
+                                                   row("T-Fixup", [0.2, 0.19, 0.18])],
+                "verdicts": []},
+               {"key": "other", "wall_s": 5, "rows": [], "verdicts": []}])
+    new = res([{"key": key, "wall_s": 7, "rows": [row("T-Fixup", [1.0, 1.0, 0.99])],
+                "verdicts": []},
+               {"key": "new", "wall_s": 1, "rows": [], "verdicts": []}])
     merged = regimes_cli.merge(old, new)
-    tables = {t["key"]: t["v"] for t in merged["regimes"][0]["tables"]}
-    assert tables == {"a": 1, "b": 2, "c": 2}
-    assert merged["regimes"][0]["wall_s"] == 18 and merged["wall_s"] == 18
+    tables = {t["key"]: t for t in merged["regimes"][0]["tables"]}
+    assert set(tables) == {key, "other", "new"}
+    table = tables[key]
+    assert [(r["name"], r["values"]) for r in table["rows"]] == [
+        ("Keras default", [0.19, 0.19, 0.18]), ("T-Fixup", [1.0, 1.0, 0.99])]
+    assert table["wall_s"] == 17
+    assert table["verdicts"][0]["verdict"] == "holds"
+    assert table["verdicts"][0]["winners"] == ["T-Fixup"]
+    assert merged["regimes"][0]["wall_s"] == 23 and merged["wall_s"] == 23
     assert regimes_cli.merge({}, new)["regimes"][0]["tables"] == new["regimes"][0]["tables"]

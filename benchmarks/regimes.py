@@ -108,9 +108,17 @@ def _merge_rows(old_table: dict, new_table: dict, claims) -> dict:
     from keras_metainit.experiments.runner import judge
 
     rows = {r["name"]: r for r in old_table["rows"]}
+    kept = [name for name in rows if name not in {r["name"] for r in new_table["rows"]}]
     rows.update({r["name"]: r for r in new_table["rows"]})
+    # the old run's time for the rows it keeps (its share of them), and its command beside the
+    # new one's when it keeps any
+    share = len(kept) / len(old_table["rows"]) if old_table["rows"] else 0.0
     merged = dict(new_table, rows=list(rows.values()),
-                  wall_s=old_table["wall_s"] + new_table["wall_s"])
+                  wall_s=new_table["wall_s"] + share * old_table["wall_s"])
+    if kept and "run" in old_table and "run" in new_table:
+        merged["run"] = dict(new_table["run"], command=(
+            f"{old_table['run']['command']} (rows {', '.join(kept)}); "
+            f"{new_table['run']['command']}"))
     if claims is not None:
         merged["verdicts"] = [judge(c, rows) for c in claims]
     return merged

@@ -79,8 +79,8 @@ def test_merge_adds_rows_to_a_table_and_judges_its_claims_again(regimes_cli):
     table = tables[key]
     assert [(r["name"], r["values"]) for r in table["rows"]] == [
         ("Keras default", [0.19, 0.19, 0.18]), ("T-Fixup", [1.0, 1.0, 0.99])]
-    assert table["wall_s"] == 17
+    assert table["wall_s"] == 7 + 10 / 2  # the old run's share of the row it keeps
     assert table["verdicts"][0]["verdict"] == "holds"
     assert table["verdicts"][0]["winners"] == ["T-Fixup"]
-    assert merged["regimes"][0]["wall_s"] == 23 and merged["wall_s"] == 23
+    assert merged["regimes"][0]["wall_s"] == 18 and merged["wall_s"] == 18
     assert regimes_cli.merge({}, new)["regimes"][0]["tables"] == new["regimes"][0]["tables"]

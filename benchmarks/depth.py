@@ -6,7 +6,8 @@ classifier, as in the README) or by Keras's ``glorot_uniform``, ``he_normal`` an
 (the classifier gets the same initializer as the hidden layers). A WN layer takes its direction
 and per-unit gain from the drawn kernel, so the inits differ in the directions (orthogonal or
 random) and the gains (√2 for WNInit and He, ≈1 for Glorot and orthogonal on square layers).
-Every net is trained for the same short budget: Adam with ``keras_metainit.QuadraticWarmup``,
+Every net is trained for the same short budget: Adam with a quadratic warmup
+(``keras_metainit.experiments.training.Budget(warmup_power=2)``),
 batch 64, on the bundled Fashion-MNIST subset; test accuracy on its 2,000 test images.
 
 Usage: python benchmarks/depth.py [--depths 10 50 100 200] [--width 128] [--seeds 3]
@@ -24,10 +25,10 @@ import time
 import keras
 import numpy as np
 
-import common
 import keras_metainit
 import record
 import render
+from keras_metainit.experiments import data, models, plots, stats, training
 from keras_metainit.layers import WNDense
 
 INITS = ("wninit", "glorot_uniform", "he_normal", "orthogonal")
@@ -35,45 +36,33 @@ LABELS = {"wninit": "WNInit", "glorot_uniform": "Glorot uniform", "he_normal": "
           "orthogonal": "orthogonal"}
 
 
-def initializer(name, seed, output=False):
-    """A fresh, seeded kernel initializer (a seeded Keras initializer repeats its values)."""
-    if name == "wninit":
-        return keras_metainit.WNInit(gamma=1.0 if output else 2.0, seed=seed)
-    return {"glorot_uniform": keras.initializers.GlorotUniform,
-            "he_normal": keras.initializers.HeNormal,
-            "orthogonal": keras.initializers.Orthogonal}[name](seed=seed)
-
-
 def wn_mlp(depth, width, init, seed):
-    keras.utils.set_random_seed(seed)
-    s = seed * 10_000
-    return keras.Sequential(
-        [keras.Input((28, 28, 1)), keras.layers.Flatten()]
-        + [WNDense(width, activation="relu", kernel_initializer=initializer(init, s + i))
-           for i in range(depth)]
-        + [WNDense(10, kernel_initializer=initializer(init, s + depth, output=True))]
-    )
+    """``models.mlp`` of ``WNDense`` layers; WNInit gets gamma 1 on the classifier."""
+    if init == "wninit":
+        hidden, output = keras_metainit.WNInit(gamma=2.0), keras_metainit.WNInit(gamma=1.0)
+    else:
+        hidden = output = keras.initializers.get(init)
+    return models.mlp(depth, width, dense=WNDense, kernel_initializer=hidden,
+                      output_initializer=output, seed=seed)
 
 
 def train_eval(model, train, test, args):
     steps = int(np.ceil(len(train[0]) / args.batch)) * args.epochs
-    lr = keras_metainit.QuadraticWarmup(args.lr, warmup_steps=min(args.warmup, steps))
-    model.compile(keras.optimizers.Adam(lr), common.CE, metrics=["accuracy"])
-    t = time.perf_counter()
-    model.fit(*train, batch_size=args.batch, epochs=args.epochs, verbose=0)
-    acc = model.evaluate(*test, verbose=0, batch_size=512)[1]
-    return (acc if np.isfinite(acc) else 0.0), time.perf_counter() - t
+    budget = training.Budget("adam", args.lr, batch_size=args.batch, epochs=args.epochs,
+                             warmup=min(args.warmup, steps), warmup_power=2.0)
+    result = training.train(model, train, test, budget)
+    return result.test_acc, result.seconds
 
 
 def plot(results, depths, inits, path, title):
-    plt = common.pyplot()
+    plt = plots.pyplot()
     if plt is None:
         return
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for init in inits:
         ds = [d for d in depths if results.get((d, init))]
         m = [np.mean(results[(d, init)]) for d in ds]
-        s = [np.std(results[(d, init)]) for d in ds]
+        s = [stats.mean_std(results[(d, init)])[1] for d in ds]
         ax.errorbar(ds, m, yerr=s, marker="o", capsize=3, label=LABELS[init])
     ax.axhline(0.1, color="grey", lw=0.5)
     ax.set_xscale("log")
@@ -84,7 +73,7 @@ def plot(results, depths, inits, path, title):
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=8)
-    common.save_figure(fig, path)
+    print(f"figure: {plots.save_figure(fig, path)}", flush=True)
 
 
 def main():
@@ -105,10 +94,11 @@ def main():
     p.add_argument("--quick", action="store_true",
                    help="tiny smoke run: depths 2 and 6, width 16, 1 seed, 512 training images")
     args = p.parse_args()
-    train, test, subset = common.fashion_mnist(args.subset)
     if args.quick:
         args.depths, args.width, args.seeds = [2, 6], 16, 1
-        train, test = common.take(train, 512), common.take(test, 256)
+    size = (512, 256) if args.quick else (None, None)
+    train, test, subset = data.fashion_mnist(args.subset, standardize=False, train_size=size[0],
+                                             test_size=size[1])
     print(f"data: Fashion-MNIST {subset} ({len(train[0])} train / {len(test[0])} test); WN MLP "
           f"width {args.width}; {args.epochs} epoch(s) Adam {args.lr:g} with quadratic warmup "
           f"({args.warmup} steps), batch {args.batch}", flush=True)

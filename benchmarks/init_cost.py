@@ -1,11 +1,11 @@
 """What an initialization costs next to the training it precedes.
 
-For each learned and layer-wise method, on the 20×128 plain ReLU MLP (``common.mlp``) started
+For each learned and layer-wise method, on the 20×128 plain ReLU MLP
+(``keras_metainit.experiments.models.mlp``) started
 from the ×0.1 bad start, the wall time of the whole initialization call (``perf_counter`` around
 ``model.meta_initialize``, tracing included; ``report.wall_time`` next to it) as a share of the
-time of a 2-epoch and a 10-epoch training run (``common.train_eval``'s budget: SGD 0.01, momentum
-0.9, batch 128) of the same net on the same data. Method settings are those of
-``benchmarks/recovery.py``. AnyInit (``anyinit.initialize``) is timed too when it is importable.
+time of a 2-epoch and a 10-epoch training run (``keras_metainit.experiments.training.train``
+with SGD 0.01, momentum 0.9, batch 128) of the same net on the same data. AnyInit (``anyinit.initialize``) is timed too when it is importable.
 
 The initializations run on the first data set of ``--subsets`` (their cost hardly depends on
 its size: the learned methods draw batches of 128, the layer-wise ones at most 4,096 examples);
@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-import common
 import keras_metainit  # noqa: F401  (adds keras.Model.meta_initialize)
+from keras_metainit.experiments import contenders, data, models, training
 import record
 import render
 
@@ -41,7 +41,7 @@ METHODS = {
 
 def time_init(method, arch, train, seed, quick):
     """Seconds of one initialization of a fresh bad-start net; (perf_counter, report.wall_time)."""
-    model = common.scale_kernels(common.build_arch(arch, seed), 0.1)
+    model = models.scale_kernels(models.by_name(arch, seed), 0.1)
     _, source, options = METHODS[method]
     data = train if source == "data" else None
     if quick and "steps" in options:
@@ -50,8 +50,7 @@ def time_init(method, arch, train, seed, quick):
         options = dict(steps=5)
     t = time.perf_counter()
     if method.startswith("anyinit"):
-        import anyinit
-
+        anyinit = contenders.load_anyinit()
         if method == "anyinit":
             anyinit.initialize(model, seed=seed)
         else:
@@ -79,24 +78,23 @@ def main():
     if args.quick:
         args.arch, args.repeats, args.subsets = "mlp4x32", 1, ["small"]
     if args.subsets is None:
-        args.subsets = ["small"] + (["full"] if common.fashion_mnist("auto")[2] == "full" else [])
+        args.subsets = ["small"] + (
+            ["full"] if data.fashion_mnist("auto", standardize=False)[2] == "full" else [])
     methods = list(args.methods)
-    try:
-        import anyinit  # noqa: F401
-    except ImportError as exc:
-        print(f"note: AnyInit is not importable ({exc}); its rows are skipped", flush=True)
+    if contenders.load_anyinit() is None:
         methods = [m for m in methods if not m.startswith("anyinit")]
     t_all = time.perf_counter()
     train_s, sizes, init_data = {}, {}, None
     for subset in args.subsets:
-        train, test, subset = common.fashion_mnist(subset)
-        if args.quick:
-            train, test = common.take(train, 1024), common.take(test, 512)
+        size = (1024, 512) if args.quick else (None, None)
+        train, test, subset = data.fashion_mnist(subset, standardize=False, train_size=size[0],
+                                                 test_size=size[1])
         init_data = init_data or train  # the initializations run on the first data set
         sizes[subset] = len(train[0])
         for ep in epochs:
-            times = [common.train_eval(common.build_arch(args.arch, r), train, test,
-                                       epochs=ep)[1] for r in range(args.repeats)]
+            times = [training.train(models.by_name(args.arch, r), train, test,
+                                    training.Budget("sgd", 0.01, epochs=ep)).seconds
+                     for r in range(args.repeats)]
             train_s[(subset, ep)] = float(np.median(times))
             print(f"  {subset} ({len(train[0])} images), training {ep} epochs: "
                   f"{train_s[(subset, ep)]:.1f} s (fit + evaluate) "

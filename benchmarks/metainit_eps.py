@@ -12,10 +12,18 @@ Writes every run to ``benchmarks/results/metainit_eps.json`` (``--json``) and pr
 """
 import argparse
 
-import common
 import keras_metainit as km
 import record
 import render
+from keras_metainit.experiments import data, models, training
+
+ARCHS = ("mlp12x128", "mlp20x64", "cnn8x16")
+
+
+def accuracy(model, train_data, test_data, epochs):
+    """Test accuracy after ``epochs`` of SGD 0.01, momentum 0.9, batch 128."""
+    return training.train(model, train_data, test_data,
+                          training.Budget("sgd", 0.01, epochs=epochs)).test_acc
 
 
 def main():
@@ -25,28 +33,29 @@ def main():
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--subset", default="small")
-    p.add_argument("--archs", nargs="+", default=list(common.ARCHS))
+    p.add_argument("--archs", nargs="+", default=list(ARCHS))
     record.add_argument(p, "metainit_eps")
     args = p.parse_args()
-    train, test, subset = common.fashion_mnist(args.subset)
+    train, test, subset = data.fashion_mnist(args.subset, standardize=False)
     print(f"data: Fashion-MNIST {subset} ({len(train[0])} train / {len(test[0])} test); "
           f"MetaInit {args.steps} steps on random data; then {args.epochs} epochs SGD 0.01 m0.9")
     runs = []
     for arch in args.archs:
-        make = common.ARCHS[arch]
+        def make(seed, arch=arch):
+            return models.by_name(arch, seed)
+
         for seed in range(args.seeds):
-            acc = common.train_eval(make(seed), train, test, epochs=args.epochs)[0]
+            acc = accuracy(make(seed), train, test, args.epochs)
             runs.append({"arch": arch, "seed": seed, "start": "He", "eps": None, "test_acc": acc})
             for bad in (0.1, 3.0):
-                acc, _ = common.train_eval(common.scale_kernels(make(seed), bad), train, test,
-                                           epochs=args.epochs)
+                acc = accuracy(models.scale_kernels(make(seed), bad), train, test, args.epochs)
                 runs.append({"arch": arch, "seed": seed, "start": f"x{bad} (no init)", "eps": None,
                              "test_acc": acc})
                 for eps in args.eps:
-                    model = common.scale_kernels(make(seed), bad)
+                    model = models.scale_kernels(make(seed), bad)
                     r = km.meta_initialize(model, None, steps=args.steps, eps=eps, seed=seed,
                                            verbose=0, method="metainit")
-                    acc, _ = common.train_eval(model, train, test, epochs=args.epochs)
+                    acc = accuracy(model, train, test, args.epochs)
                     runs.append({"arch": arch, "seed": seed, "start": f"x{bad} + MetaInit",
                                  "eps": eps, "test_acc": acc,
                                  "gq_ratio": r.after["gq"] / r.before["gq"],

@@ -38,7 +38,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import common  # noqa: E402
 import keras  # noqa: E402
 import record  # noqa: E402
 import render  # noqa: E402
@@ -47,6 +46,9 @@ import tensorflow as tf  # noqa: E402
 
 import keras_metainit as km  # noqa: E402
 from keras_metainit import methods, objectives  # noqa: E402
+from keras_metainit.experiments import data as datasets  # noqa: E402
+from keras_metainit.experiments import models  # noqa: E402
+from keras_metainit.experiments.training import CE  # noqa: E402
 from keras_metainit.learned.core import scaled  # noqa: E402
 from keras_metainit.losses import resolve_loss  # noqa: E402
 from keras_metainit.model_fn import make_loss_fn  # noqa: E402
@@ -55,7 +57,8 @@ from step_cost import train_step_ms  # noqa: E402
 
 EPS = 1e-2  # MetaInit's default
 HVPS = ("exact", "finite_difference")
-BUILDERS = {"mlp": lambda seed: common.mlp(8, 256, seed), "cnn": lambda seed: common.cnn(4, 32, seed)}
+BUILDERS = {"mlp": lambda seed: models.mlp(8, 256, seed=seed),
+            "cnn": lambda seed: models.cnn(4, 32, seed=seed)}
 LABELS = {"mlp": "8×256 MLP", "cnn": "4×32 CNN", "relu32": "8×256 ReLU MLP, float32",
           "tanh32": "8×256 tanh MLP, float32", "relu64": "8×256 ReLU MLP, float64"}
 
@@ -66,7 +69,7 @@ LABELS = {"mlp": "8×256 MLP", "cnn": "4×32 CNN", "relu32": "8×256 ReLU MLP, f
 def _variant(name: str) -> keras.Model:
     """The 8×256 MLP at He init (seed 0): ``relu32``, ``relu64`` (the same weights in float64) or
     ``tanh32`` (the same weights, tanh hidden activations)."""
-    model = common.mlp(8, 256, 0)
+    model = models.mlp(8, 256, seed=0)
     if name == "relu32":
         return model
 
@@ -89,7 +92,7 @@ def point(multipliers, x, y) -> dict:
     for name in ("relu32", "tanh32", "relu64"):
         model = _variant(name)
         dtype = model.trainable_variables[0].dtype
-        loss_fn = make_loss_fn(model, resolve_loss(model, common.CE, x, y))
+        loss_fn = make_loss_fn(model, resolve_loss(model, CE, x, y))
         weights = [v.value for v in model.trainable_variables]
         kernels = [i for i, v in enumerate(model.trainable_variables) if len(v.shape) >= 2]
         batch = (tf.constant(x.astype(dtype)), tf.constant(y))
@@ -151,7 +154,7 @@ def runs(model_name: str, steps: int, seeds, x, y) -> dict:
             model = make(seed)
             report = km.meta_initialize(model, None, methods.MetaInit(steps=steps, hvp=hvp),
                                         seed=seed, verbose=0)
-            exact_gq_after = km.gradient_quotient(model, probe, common.CE, eps=EPS)
+            exact_gq_after = km.gradient_quotient(model, probe, CE, eps=EPS)
             train_ms = _train_ms(model, x[:128], y[:128])
             out[f"{hvp}/{seed}"] = {
                 "gq": report.history["gq"], "scales": list(report.scales.values()),
@@ -241,7 +244,7 @@ def main():
     results = {}
     if path.exists():  # the sections not run now are kept
         results = {k: v for k, v in json.loads(path.read_text()).items() if k != "meta"}
-    (x, y), _, _ = common.fashion_mnist("small")
+    (x, y), _, _ = datasets.fashion_mnist("small", standardize=False)
     for section in args.sections:
         if section == "point":
             out = point(args.multipliers, x[:128], y[:128])

@@ -93,15 +93,17 @@ def metadata() -> Dict[str, Any]:
     }
 
 
-def write(path: Optional[Path], results: Dict[str, Any]) -> Dict[str, Any]:
+def write(path: Optional[Path], results: Dict[str, Any], quiet: bool = False) -> Dict[str, Any]:
     """Add ``meta`` to ``results``, write it to ``path`` (unless None) and return it, for the
-    script to print its table from exactly what was written."""
+    script to print its table from exactly what was written (``quiet``: without saying so, for
+    a script that saves its results as they come)."""
     payload = {"meta": metadata(), **results}
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         # default=float: NumPy scalars (anything else that is not JSON is an error)
         path.write_text(json.dumps(payload, indent=1, default=float) + "\n")
-        print(f"results: {path}", flush=True)
+        if not quiet:
+            print(f"results: {path}", flush=True)
     return payload
 

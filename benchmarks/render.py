@@ -59,14 +59,8 @@ DEMO = "docs/img/demo/demo.json"
 #: The command that writes a results file, where it is not ``python benchmarks/<name>.py``.
 PRODUCERS: Dict[str, str] = {
     DEMO: "keras-metainit demo --out docs/img/demo",
-    f"{RESULTS}/claims.json": "python benchmarks/claims.py --json benchmarks/results/claims.json",
     f"{RESULTS}/metainit_eps.json":
         "python benchmarks/metainit_eps.py --archs cnn8x16 mlp12x128 mlp20x64",
-    f"{RESULTS}/recovery.json":
-        "python benchmarks/recovery.py --subset small --plot docs/img/recovery.png",
-    f"{RESULTS}/recovery_full_mlp.json": (
-        "python benchmarks/recovery.py --archs mlp20x128 --subset full "
-        "--plot docs/img/recovery_full_mlp.png --json benchmarks/results/recovery_full_mlp.json"),
     f"{RESULTS}/depth.json":
         "python benchmarks/depth.py --lr 3e-4 --seeds-deepest 2 --plot docs/img/depth.png",
     f"{RESULTS}/zoo_small.json": "python benchmarks/zoo.py --quick",
@@ -140,67 +134,91 @@ def with_provenance(body: str, results: Dict[str, Any]) -> str:
 # renderers: one per table kind; each takes the loaded results file and returns Markdown
 
 
-def render_demo(results: Dict[str, Any], scene: str = "default") -> str:
-    """One scene of ``keras-metainit demo``'s ``demo.json``: every contender's row, He first in
-    the bad-start scene, and each fixed contender's test accuracy minus He's."""
-    rows = results["results"]
-    part = [r for r in rows if r.get("scene", "default") == scene]
-    if not part:
-        raise RenderError(f"demo.json has no rows of scene {scene!r}")
-    he = next((r for r in rows if r["init"] == "He"), None)
-    if scene != "default" and he is not None:
-        part = [he] + part
+def tables():
+    """``keras_metainit/experiments/tables.py``, the one Markdown form of an experiment table
+    (the demo's scenes, the regimes' tables), loaded by its path: no TensorFlow."""
+    name = "_keras_metainit_experiments_tables"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, ROOT / "keras_metainit" / "experiments" / "tables.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
-    def gq(r):
-        if r.get("gq_before") is None or r.get("gq_after") is None:
-            return "-"
-        return f"{r['gq_before']:.3g} → {r['gq_after']:.3g}"
 
-    def versus(r):  # the starts themselves (He, Keras's default, the bad start) have none
-        if he is None or r["init"] in ("He", "Keras default") or r["init"].endswith("no fix"):
-            return ""
-        return f"{r['test_acc'] - he['test_acc']:+.3f}"
-
-    return table(
-        ["contender", "init s", "GQ before → after", "train s", "train loss", "test acc",
-         "test acc − He"],
-        [[r["init"], f"{r['init_s']:.1f}", gq(r), f"{r['train_s']:.1f}", f"{r['train_loss']:.3f}",
-          f"{r['test_acc']:.3f}", versus(r)] for r in part])
+def render_demo(results: Dict[str, Any], scene: str = "transformer") -> str:
+    """One scene of ``keras-metainit demo``'s ``demo.json``: the rule's choice and reason, then
+    the scene's table and verdict, as the demo prints them."""
+    part = next((s for s in results["scenes"] if s["key"] == scene), None)
+    if part is None:
+        raise RenderError(f"demo.json has no scene {scene!r}")
+    choice = part["choice"]
+    return (f"`model.meta_initialize(data)` runs **{choice['method']}** here: {choice['reason']}."
+            f"\n\n{tables().format_table(part, heading=False)}")
 
 
 def render_demo_run(results: Dict[str, Any]) -> str:
     """The settings and the wall time of the demo run in ``demo.json``."""
     cfg = results["config"]
-    return (f"{cfg['depth']}-layer plain ReLU MLP of width {cfg['width']}; every contender "
-            f"trained for {cfg['epochs']} epochs of SGD {cfg['learning_rate']:g} with momentum "
-            f"{cfg['momentum']:g}, batch {cfg['batch_size']}, seed {cfg['seed']}. Wall time of "
-            f"the whole run: **{results['total_s']:.0f} s**.")
+    return (f"Seeds {cfg['seeds']} per contender; the Transformer scene: {cfg['layers']} blocks, "
+            f"d {cfg['dim']}, Adam {cfg['adam_lr']:g}, {cfg['steps']} steps of batch "
+            f"{cfg['batch_size']}; the MLP scene: {cfg['depth']} layers of width {cfg['width']}, "
+            f"SGD {cfg['sgd_lr']:g}, {cfg['mlp_steps']} steps of batch 128. "
+            f"{results['closing']} Wall time of the whole run: **{results['total_s']:.0f} s**.")
 
 
 def render_demo_methods(results: Dict[str, Any]) -> str:
-    """``demo.json`` by method: test accuracy and init seconds from each start, He as the line."""
-    rows = results["results"]
-    by = {(r.get("scene", "default"), r["init"]): r for r in rows}
-    bad = results["config"].get("bad_scale", 0.1)
-    methods = []
-    for r in rows:
-        name = r["init"].split(" + ", 1)[1] if " + " in r["init"] else None
-        if name and name not in methods:
-            methods.append(name)
-    he = by.get(("default", "He"))
+    """``demo.json`` by scene: what the default call picks, its figure against the analytic
+    rows', and the verdict."""
+    rows = []
+    for part in results["scenes"]:
+        by = {r["name"]: r for r in part["rows"]}
+        call = by["default call"]
+        rows.append([part["key"], part["choice"]["method"],
+                     f"{call['mean']:.3f} ± {call['std']:.3f} ({call['init_s']:.1f} s)"]
+                    + [f"{by[n]['mean']:.3f} ± {by[n]['std']:.3f}" if n in by else "-"
+                       for n in ("Keras default", "He")]
+                    + [part["verdicts"][0]["verdict"]])
+    return table(["scene", "default call runs", "default call (init s)", "Keras default", "He",
+                  "beats every analytic init"], rows)
 
-    def cell(scene, method):
-        prefix = "default" if scene == "default" else f"x{bad:g}"
-        r = by.get((scene, f"{prefix} + {method}"))
-        return "-" if r is None else f"{r['test_acc']:.3f} ({r['init_s']:.1f} s)"
 
-    head = ["method", "from Keras's default: test acc (init s)",
-            f"from ×{bad:g} He: test acc (init s)"]
-    body = table(head, [[m, cell("default", m), cell("bad", m)] for m in methods])
-    if he is not None:
-        body += (f"\n\nHe-normal, no method: {he['test_acc']:.3f}; Keras's default, no method: "
-                 f"{by[('default', 'Keras default')]['test_acc']:.3f}.")
-    return body
+def render_regimes(results: Dict[str, Any], regime: str = "", table: str = "") -> str:
+    """``benchmarks/regimes.py``'s tables: every regime's, one regime's (``regime=KEY``) or one
+    table (``table=KEY``), each with the run that measured it."""
+    parts = []
+    for reg in results["regimes"]:
+        if regime and reg["key"] != regime:
+            continue
+        for t in reg["tables"]:
+            if table and t["key"] != table:
+                continue
+            run = t.get("run", {})
+            parts.append(f"**{reg['number']}. {reg['title']}**: {t['title']} "
+                         f"(*`{run.get('command', '?')}`, {run.get('date', '?')}, at "
+                         f"{run.get('commit', '?')}; {t['wall_s']:.0f} s*)\n\n"
+                         + tables().format_table(t, heading=False))
+    if not parts:
+        what = f"--regimes {regime}" if regime else ""
+        return (f"*Not in the committed results: `python benchmarks/regimes.py {what}`".rstrip()
+                + " measures it; then `python benchmarks/render.py` renders it here.*")
+    return with_provenance("\n\n".join(parts), results)
+
+
+def render_regimes_summary(results: Dict[str, Any]) -> str:
+    """Every claim's verdict in ``benchmarks/regimes.py``'s results, with each regime's wall
+    time and the seeds."""
+    rows = []
+    for reg in results["regimes"]:
+        for t in reg["tables"]:
+            for v in t["verdicts"]:
+                rows.append([f"{reg['number']}. {reg['title']}", t["key"], len(t["seeds"]),
+                             v["claim"], f"**{v['verdict']}**", ", ".join(v["winners"]) or "-"])
+    walls = "; ".join(f"{reg['number']}. {reg['key']} {reg['wall_s']:.0f} s"
+                      for reg in results["regimes"])
+    return (table(["regime", "table", "seeds", "claim", "verdict", "winners"], rows)
+            + f"\n\nWall time per regime: {walls}; total {results['wall_s']:.0f} s.")
 
 
 def render_saturation(results: Dict[str, Any]) -> str:
@@ -311,21 +329,6 @@ def _grouped(runs: Iterable[Dict[str, Any]],
     for run in runs:
         groups.setdefault(key(run), []).append(run)
     return groups
-
-
-def render_recovery(results: Dict[str, Any]) -> str:
-    """``benchmarks/recovery.py``: test accuracy (mean ± sample std over seeds) per arch, start
-    and method, with the repair's seconds."""
-    labels = results["labels"]
-    rows = []
-    groups = _grouped(results["runs"], lambda r: (r["arch"], r["start"], r["method"]))
-    for (arch, start, method), runs in groups.items():
-        start_s = "-" if start is None else f"×{start:g} He"
-        init = ("-" if start is None or method == "none"
-                else f"{statistics.fmean(r['init_s'] for r in runs):.1f}")
-        rows.append([arch, start_s, labels[method], mean_std([r["test_acc"] for r in runs]), init])
-    return with_provenance(table(
-        ["arch", "start", "method", "test acc (mean ± std)", "init s"], rows), results)
 
 
 def render_metainit_eps(results: Dict[str, Any]) -> str:
@@ -493,12 +496,13 @@ RENDERERS: Dict[str, Callable[..., str]] = {
     "demo": render_demo,
     "demo_run": render_demo_run,
     "demo_methods": render_demo_methods,
+    "regimes": render_regimes,
+    "regimes_summary": render_regimes_summary,
     "saturation": render_saturation,
     "memory": render_memory,
     "step_pieces": render_step_pieces,
     "step_cost": render_step_cost,
     "step_cost_backends": render_step_cost_backends,
-    "recovery": render_recovery,
     "metainit_eps": render_metainit_eps,
     "depth": render_depth,
     "init_cost": render_init_cost,

@@ -45,9 +45,9 @@ LABELS = {"mlp": "MLP 8x256, batch 128", "cnn": "CNN 4x32, batch 128",
 
 def train_step_ms(model, x, y, n: int) -> float:
     """Milliseconds per ``model.train_on_batch`` (SGD, the same loss) after three warm-up steps."""
-    import common
+    from keras_metainit.experiments.training import CE
 
-    model.compile("sgd", common.CE)
+    model.compile("sgd", CE)
     for _ in range(3):
         model.train_on_batch(x, y)
     t = time.perf_counter()
@@ -68,7 +68,7 @@ def init_step_ms(make, method: str, data, batch: int, n: int):
 def child(model_name: str, method: str, steps: int) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import common
+    from keras_metainit.experiments import data, models
     import keras
     import numpy as np
     import tensorflow as tf
@@ -83,8 +83,9 @@ def child(model_name: str, method: str, steps: int) -> dict:
         y = rng.integers(0, 10, 8 * batch)
     else:
         def make():
-            return (common.mlp(8, 256, 0) if model_name == "mlp" else common.cnn(4, 32, 0))
-        (x, y), _, _ = common.fashion_mnist("small")
+            return (models.mlp(8, 256, seed=0) if model_name == "mlp"
+                    else models.cnn(4, 32, seed=0))
+        (x, y), _, _ = data.fashion_mnist("small", standardize=False)
         batch = 128
         x, y = x[:16 * batch], y[:16 * batch]
     make().predict(x[:batch], verbose=0)  # TensorFlow and Keras warmed up outside the peak

@@ -35,7 +35,6 @@ LABELS = {"mlp": "MLP 8x256, batch 128", "cnn": "CNN 4x32, batch 128",
 
 def _model(name: str):
     """``(make, x, y, batch)`` for one of :data:`LABELS`."""
-    import common
     import keras
     import numpy as np
 
@@ -46,9 +45,13 @@ def _model(name: str):
                                                       classes=10),
                 rng.normal(size=(8 * batch, 32, 32, 3)).astype("float32"),
                 rng.integers(0, 10, 8 * batch), batch)
-    (x, y), _, _ = common.fashion_mnist("small")
+    from keras_metainit.experiments import data as datasets
+    from keras_metainit.experiments import models
+
+    (x, y), _, _ = datasets.fashion_mnist("small", standardize=False)
     batch = 128
-    make = (lambda: common.mlp(8, 256, 0)) if name == "mlp" else (lambda: common.cnn(4, 32, 0))
+    make = ((lambda: models.mlp(8, 256, seed=0)) if name == "mlp"
+            else (lambda: models.cnn(4, 32, seed=0)))
     return make, x[:16 * batch], y[:16 * batch], batch
 
 

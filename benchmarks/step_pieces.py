@@ -32,26 +32,27 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import common  # noqa: E402
 import numpy as np  # noqa: E402
 import record  # noqa: E402
 import render  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from keras_metainit import methods, objectives  # noqa: E402
+from keras_metainit.experiments import data, models  # noqa: E402
+from keras_metainit.experiments.training import CE  # noqa: E402
 from keras_metainit.learned.core import scaled  # noqa: E402
 from keras_metainit.losses import resolve_loss  # noqa: E402
 from keras_metainit.model_fn import make_loss_fn  # noqa: E402
 
 
-MODELS = {"mlp": lambda: common.mlp(8, 256, 0), "cnn": lambda: common.cnn(4, 32, 0)}
+MODELS = {"mlp": lambda: models.mlp(8, 256, seed=0), "cnn": lambda: models.cnn(4, 32, seed=0)}
 
 
 def pieces(name, x, y):
     """``{name: callable}``: each piece, compiled, at scales 1."""
     model = MODELS[name]()
     model.predict(x[:8], verbose=0)
-    spec = resolve_loss(model, common.CE, x, y)
+    spec = resolve_loss(model, CE, x, y)
     loss_fn = make_loss_fn(model, spec, training=True)
     weights = [v.value for v in model.trainable_variables]
     every = list(range(len(weights)))
@@ -98,7 +99,7 @@ def pieces(name, x, y):
     gq_value_fd = tf.function(lambda s: objectives.gradient_quotient(
         loss_fn, scaled(weights, every, s), batch, 1e-2, hvp="finite_difference")[0])
     trainee = MODELS[name]()  # the same model, trained (its weights change)
-    trainee.compile("sgd", common.CE)
+    trainee.compile("sgd", CE)
     return {
         "training step": lambda: trainee.train_on_batch(x, y),
         "gradient": lambda: gradient(s),
@@ -147,7 +148,7 @@ def main():
     p.add_argument("--calls", type=int, default=10, help="calls per piece per round")
     record.add_argument(p, "step_pieces_<model>")
     args = p.parse_args()
-    (x, y), _, _ = common.fashion_mnist("small")
+    (x, y), _, _ = data.fashion_mnist("small", standardize=False)
     x, y = tf.constant(x[:128]), tf.constant(y[:128])
     _, times = interleaved(pieces(args.model, x, y), args.rounds, args.calls)
     print(f"{args.model}, batch 128: median ms over {args.rounds} interleaved rounds")

@@ -20,45 +20,34 @@ Run:  python examples/diagnostics.py
 """
 import os
 
-import keras
-
 import keras_metainit
 from keras_metainit import HealthLimits, diagnose
-from keras_metainit.datasets import load_fashion_mnist
+from keras_metainit.experiments import data, models
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 DEPTH = 4 if QUICK else 20
 
-x, y = load_fashion_mnist("train", flatten=True)
-x = (x - x.mean()) / x.std()
+(x, y), _, _ = data.fashion_mnist("small", flatten=True)  # standardized
 batch = (x[:128], y[:128])
 
 
 def mlp(scale):
-    """DEPTH ReLU Dense layers of 128 units and 10 logits, He-normal kernels times `scale`."""
-    model = keras.Sequential(
-        [keras.Input((784,))]
-        + [keras.layers.Dense(128, activation="relu", kernel_initializer="he_normal")
-           for _ in range(DEPTH)]
-        + [keras.layers.Dense(10, kernel_initializer="he_normal")]
-    )
-    for layer in model.layers:
-        layer.kernel.assign(layer.kernel * scale)
-    return model
+    """DEPTH ReLU Dense layers of 128 units and 10 logits (the harness's plain MLP, seed 0),
+    He-normal kernels times `scale`."""
+    return models.scale_kernels(models.mlp(DEPTH, 128, input_shape=(784,), seed=0), scale)
 
 
-keras.utils.set_random_seed(0)
-models = {"He": mlp(1.0), "x0.1 He (vanishing)": mlp(0.1), "x3 He (exploding)": mlp(3.0)}
+nets = {"He": mlp(1.0), "x0.1 He (vanishing)": mlp(0.1), "x3 He (exploding)": mlp(3.0)}
 
 # The two objectives as standalone diagnostics
-gq = keras_metainit.gradient_quotient(models["He"], batch)
-gc = keras_metainit.grad_cosine(models["He"], batch)  # {"gc": ..., "gn": ...}
+gq = keras_metainit.gradient_quotient(nets["He"], batch)
+gc = keras_metainit.grad_cosine(nets["He"], batch)  # {"gc": ..., "gn": ...}
 print(f"He: gradient_quotient {gq:.4g}; grad_cosine {gc['gc']:.3f} (gn {gc['gn']:.3g})")
 
 # diagnose: both objectives, plus every layer's output RMS, checked against limits
 limits = HealthLimits(max_gq=1e3, min_signal=1e-3, max_signal=1e3)  # the defaults
 results = {}
-for name, model in models.items():
+for name, model in nets.items():
     result = results[name] = diagnose(model, batch, limits)
     print(f"\n{name}: GQ {result['gq']:.4g}, GradCosine {result['gc']:.3f} (GN {result['gn']:.3g}), "
           f"output/input RMS {result['signal_ratio']:.3g}")

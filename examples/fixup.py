@@ -18,60 +18,28 @@ Run:  python examples/fixup.py
 (KERAS_METAINIT_EXAMPLES_QUICK=1 runs a tiny version, for the tests.)
 """
 import os
-import time
 
 import keras
 import numpy as np
 
 from keras_metainit import FixupInit
-from keras_metainit.datasets import load_fashion_mnist
-from keras_metainit.layers import FixupBias, FixupScale
+from keras_metainit.experiments import data, models, training
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 BLOCKS, N_TRAIN = (2, 256) if QUICK else (8, 6000)
 
-x_train, y_train = load_fashion_mnist("train")  # (n, 28, 28, 1)
-x_test, y_test = load_fashion_mnist("test")
-x_train, y_train = x_train[:N_TRAIN], y_train[:N_TRAIN]
-mean, std = x_train.mean(), x_train.std()  # standardize with the training statistics
-x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-
-
-def conv(init):
-    return keras.layers.Conv2D(16, 3, padding="same", use_bias=False, kernel_initializer=init)
-
-
-def fixup_block(h, init):
-    f = FixupBias()(h)
-    f = conv(init)(f)
-    f = FixupBias()(f)
-    f = keras.layers.ReLU()(f)
-    f = FixupBias()(f)
-    f = conv("zeros")(f)  # the last layer of the branch starts at zero
-    f = FixupScale()(f)
-    f = FixupBias()(f)
-    return keras.layers.ReLU()(keras.layers.Add()([h, f]))
-
-
-def plain_block(h):
-    f = keras.layers.ReLU()(conv("he_normal")(h))
-    f = conv("he_normal")(f)
-    return keras.layers.ReLU()(keras.layers.Add()([h, f]))
+# the bundled Fashion-MNIST subset, (n, 28, 28, 1), standardized with the training statistics
+(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", train_size=N_TRAIN)
 
 
 def resnet(fixup):
-    """Stem, BLOCKS residual blocks, pooling, classifier; also returns (stream, logits)."""
-    inputs = keras.Input((28, 28, 1))
-    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu",
-                            kernel_initializer="he_normal")(inputs)
-    init = FixupInit(num_branches=BLOCKS, branch_depth=2)  # unseeded: fresh kernels per call
-    for _ in range(BLOCKS):
-        h = fixup_block(h, init) if fixup else plain_block(h)
-    pooled = keras.layers.GlobalAveragePooling2D()(h)
-    if fixup:
-        pooled = FixupBias()(pooled)
-    logits = keras.layers.Dense(10, kernel_initializer="zeros" if fixup else "he_normal")(pooled)
-    return keras.Model(inputs, logits), keras.Model(inputs, [h, logits])
+    """The harness's ResNet without normalization (`models.residual_cnn`: stem, BLOCKS blocks
+    of two 16-filter convolutions, pooling, classifier; with `fixup=True`, the blocks above),
+    and a probe of (residual stream after the last block, logits)."""
+    model = models.residual_cnn(BLOCKS, 16, fixup=fixup, seed=0)
+    pool = next(layer for layer in model.layers
+                if isinstance(layer, keras.layers.GlobalAveragePooling2D))
+    return model, keras.Model(model.inputs, [pool.input, model.outputs[0]])
 
 
 def rms(t):
@@ -79,18 +47,12 @@ def rms(t):
 
 
 def train(model):
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.1, momentum=0.9),  # the Fixup paper's rate
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    start = time.perf_counter()
-    history = model.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)
-    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    return history.history["loss"][-1], accuracy, time.perf_counter() - start
+    """One epoch of SGD 0.1 (the Fixup paper's rate), momentum 0.9, batch 64."""
+    budget = training.Budget("sgd", 0.1, batch_size=64, epochs=1)
+    run = training.train(model, (x_train, y_train), (x_test, y_test), budget)
+    return run.train_loss, run.test_acc, run.seconds
 
 
-keras.utils.set_random_seed(0)
 print(f"ResNet without normalization, {BLOCKS} blocks; one epoch on {len(x_train)} images")
 print(f"  FixupInit scale for L={BLOCKS}, m=2: {FixupInit(BLOCKS, 2).scale:.4f}")
 results = {}

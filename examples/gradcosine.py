@@ -11,7 +11,7 @@ GradCosine (gc), GN (gn) and loss before -> after and the scales, then the test 
 default and He-normal.
 
 Like GradInit, its steps follow the size of the gradient: it cannot repair a start whose
-gradients have vanished (the x0.1 He start of `keras-metainit demo`: see
+gradients have vanished (the x0.1 He start of regime 5, `benchmarks/regimes.py`: see
 docs/methods/gradcosine.md).
 
 Run:  python examples/gradcosine.py
@@ -19,44 +19,18 @@ Run:  python examples/gradcosine.py
 """
 import os
 
-import keras
-
 import keras_metainit  # noqa: F401  (adds model.meta_initialize to every keras.Model)
-from keras_metainit.datasets import load_fashion_mnist
+from keras_metainit.experiments import data, models, training
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 DEPTH, STEPS, EPOCHS, N_TRAIN = (4, 5, 1, 1024) if QUICK else (20, 50, 2, 6000)
 
-x_train, y_train = load_fashion_mnist("train", flatten=True)
-x_test, y_test = load_fashion_mnist("test", flatten=True)
-x_train, y_train = x_train[:N_TRAIN], y_train[:N_TRAIN]
-mean, std = x_train.mean(), x_train.std()  # standardize with the training statistics
-x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+# the bundled Fashion-MNIST subset, standardized with the training statistics
+(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", train_size=N_TRAIN)
 
-
-def mlp(kernel_initializer="glorot_uniform"):
-    """DEPTH ReLU Dense layers of 128 units and 10 logits."""
-    return keras.Sequential(
-        [keras.Input((784,))]
-        + [keras.layers.Dense(128, activation="relu", kernel_initializer=kernel_initializer)
-           for _ in range(DEPTH)]
-        + [keras.layers.Dense(10, kernel_initializer=kernel_initializer)]
-    )
-
-
-def train(model):
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, batch_size=128, epochs=EPOCHS, verbose=0)
-    return model.evaluate(x_test, y_test, verbose=0)[1]
-
-
-keras.utils.set_random_seed(0)
-model = mlp()
-# lr is RescaleAdam's rate on the scales (the method's default is 1e-2; 0.1 as in the demo).
+# DEPTH ReLU Dense layers of 128 units and 10 logits (the harness's plain MLP), Keras's default
+model = models.mlp(DEPTH, 128, kernel_initializer="glorot_uniform", seed=0)
+# lr is RescaleAdam's rate on the scales (the method's default is 1e-2; 0.1 here).
 # The method object gives access to every option: methods.GradCosine(splits=4, gamma=10, ...).
 report = model.meta_initialize((x_train, y_train), method="gradcosine", steps=STEPS, lr=0.1,
                                seed=0, verbose=0)
@@ -69,11 +43,9 @@ print(f"  end-to-end gain vs He: {report.end_to_end_gain['before']:.3g} -> "
 print("  scale per kernel: " + " ".join(f"{s:.2f}" for s in report.scales.values()))
 # print(report) shows everything, with one row per tensor
 
-accuracy = {"GradCosine": train(model)}
-keras.utils.set_random_seed(0)
-accuracy["Keras default"] = train(mlp())
-keras.utils.set_random_seed(0)
-accuracy["He"] = train(mlp("he_normal"))
-print(f"\ntest accuracy after {EPOCHS} epoch(s) of SGD:")
-for name, acc in accuracy.items():
-    print(f"  {name:14s} {acc:.3f}")
+# the same budget for each: SGD 0.01, momentum 0.9, batch 128 (the harness's training loop)
+accuracy = training.accuracies(
+    {"GradCosine": model,
+     "Keras default": models.mlp(DEPTH, 128, kernel_initializer="glorot_uniform", seed=0),
+     "He": models.mlp(DEPTH, 128, seed=0)},
+    (x_train, y_train), (x_test, y_test), training.Budget("sgd", 0.01, epochs=EPOCHS))

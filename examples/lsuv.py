@@ -22,41 +22,17 @@ import keras
 
 import keras_metainit  # noqa: F401  (adds model.meta_initialize to every keras.Model)
 from keras_metainit import layerwise
-from keras_metainit.datasets import load_fashion_mnist
+from keras_metainit.experiments import data, models, training
 from keras_metainit.methods import LSUV
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 DEPTH, EPOCHS, N_TRAIN = (4, 1, 1024) if QUICK else (20, 2, 6000)
 
-x_train, y_train = load_fashion_mnist("train", flatten=True)
-x_test, y_test = load_fashion_mnist("test", flatten=True)
-x_train, y_train = x_train[:N_TRAIN], y_train[:N_TRAIN]
-mean, std = x_train.mean(), x_train.std()  # standardize with the training statistics
-x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+# the bundled Fashion-MNIST subset, standardized with the training statistics
+(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", train_size=N_TRAIN)
 
-
-def mlp(kernel_initializer="glorot_uniform"):
-    """DEPTH ReLU Dense layers of 128 units and 10 logits."""
-    return keras.Sequential(
-        [keras.Input((784,))]
-        + [keras.layers.Dense(128, activation="relu", kernel_initializer=kernel_initializer)
-           for _ in range(DEPTH)]
-        + [keras.layers.Dense(10, kernel_initializer=kernel_initializer)]
-    )
-
-
-def train(model):
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, batch_size=128, epochs=EPOCHS, verbose=0)
-    return model.evaluate(x_test, y_test, verbose=0)[1]
-
-
-keras.utils.set_random_seed(0)
-model = mlp()
+# DEPTH ReLU Dense layers of 128 units and 10 logits (the harness's plain MLP), Keras's default
+model = models.mlp(DEPTH, 128, kernel_initializer="glorot_uniform", seed=0)
 # "lsuv" would do too; the object shows the options (the paper's defaults).
 report = model.meta_initialize((x_train, y_train), method=LSUV(tol=0.1, max_iter=10),
                                batch_size=512, seed=0, verbose=0)
@@ -66,14 +42,12 @@ for row in report.layers:
     print(f"  {row['name']:9s}  {row['status']:6s}  {row['var_before']:10.3g} -> "
           f"{row['var_after']:5.3f}  {row['iterations']:10d}")
 
-accuracy = {"LSUV": train(model)}
-keras.utils.set_random_seed(0)
-accuracy["Keras default"] = train(mlp())
-keras.utils.set_random_seed(0)
-accuracy["He"] = train(mlp("he_normal"))
-print(f"\ntest accuracy after {EPOCHS} epoch(s) of SGD:")
-for name, acc in accuracy.items():
-    print(f"  {name:14s} {acc:.3f}")
+# the same budget for each: SGD 0.01, momentum 0.9, batch 128 (the harness's training loop)
+accuracy = training.accuracies(
+    {"LSUV": model,
+     "Keras default": models.mlp(DEPTH, 128, kernel_initializer="glorot_uniform", seed=0),
+     "He": models.mlp(DEPTH, 128, seed=0)},
+    (x_train, y_train), (x_test, y_test), training.Budget("sgd", 0.01, epochs=EPOCHS))
 
 
 # ---- any model: subclassed, a block, depthwise/separable convolutions, a custom layer --------

@@ -16,46 +16,24 @@ Run:  python examples/metainit.py
 import os
 import time
 
-import keras
-
 import keras_metainit  # adds model.meta_initialize to every keras.Model
-from keras_metainit.datasets import load_fashion_mnist
+from keras_metainit.experiments import data, models, training
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 DEPTH, STEPS, EPOCHS, N_TRAIN = (4, 10, 1, 1024) if QUICK else (20, 200, 2, 6000)
 
-x_train, y_train = load_fashion_mnist("train", flatten=True)
-x_test, y_test = load_fashion_mnist("test", flatten=True)
-x_train, y_train = x_train[:N_TRAIN], y_train[:N_TRAIN]
-mean, std = x_train.mean(), x_train.std()  # standardize with the training statistics
-x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+# the bundled Fashion-MNIST subset as vectors, standardized with the training statistics
+(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", flatten=True,
+                                                             train_size=N_TRAIN)
 probe = (x_train[:128], y_train[:128])  # one fixed real batch for the diagnostics
 
 
 def mlp(scale=1.0):
-    """DEPTH ReLU Dense layers of 128 units and 10 logits, He-normal kernels times `scale`."""
-    model = keras.Sequential(
-        [keras.Input((784,))]
-        + [keras.layers.Dense(128, activation="relu", kernel_initializer="he_normal")
-           for _ in range(DEPTH)]
-        + [keras.layers.Dense(10, kernel_initializer="he_normal")]
-    )
-    for layer in model.layers:
-        layer.kernel.assign(layer.kernel * scale)
-    return model
+    """DEPTH ReLU Dense layers of 128 units and 10 logits (the harness's plain MLP, seed 0),
+    He-normal kernels times `scale`."""
+    return models.scale_kernels(models.mlp(DEPTH, 128, input_shape=(784,), seed=0), scale)
 
 
-def train(model):
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    model.fit(x_train, y_train, batch_size=128, epochs=EPOCHS, verbose=0)
-    return model.evaluate(x_test, y_test, verbose=0)[1]
-
-
-keras.utils.set_random_seed(0)
 model = mlp(scale=0.1)  # the bad start
 gq_before = keras_metainit.gradient_quotient(model, probe)
 
@@ -74,11 +52,7 @@ print(f"GQ on random data (the objective, eps={report.config['eps']:g}): "
 print(f"GQ on a real batch (gradient_quotient, eps=1e-5): {gq_before:.4g} -> {gq_after:.4g}")
 print(f"end-to-end gain vs He: {gain['before']:.3g} -> {gain['after']:.3g}")
 
-accuracy = {"MetaInit": train(model)}
-keras.utils.set_random_seed(0)
-accuracy["bad start, no fix"] = train(mlp(scale=0.1))
-keras.utils.set_random_seed(0)
-accuracy["He"] = train(mlp())
-print(f"\ntest accuracy after {EPOCHS} epoch(s) of SGD:")
-for name, acc in accuracy.items():
-    print(f"  {name:18s} {acc:.3f}")
+# the same budget for each: SGD 0.01, momentum 0.9, batch 128 (the harness's training loop)
+accuracy = training.accuracies({"MetaInit": model, "bad start, no fix": mlp(scale=0.1),
+                                "He": mlp()}, (x_train, y_train), (x_test, y_test),
+                               training.Budget("sgd", 0.01, epochs=EPOCHS))

@@ -23,40 +23,34 @@ import keras
 import numpy as np
 
 import keras_metainit
-from keras_metainit.datasets import load_fashion_mnist
+from keras_metainit.experiments import data, models, training
 from keras_metainit.methods import Sylvester
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 DEPTH, EPOCHS, FINE_TUNE_EPOCHS, N_TRAIN = (4, 1, 3, 512) if QUICK else (20, 2, 30, 6000)
 
-x_train, y_train = load_fashion_mnist("train", flatten=True)
-x_test, y_test = load_fashion_mnist("test", flatten=True)
-x_train, y_train = x_train[:N_TRAIN], y_train[:N_TRAIN]
-mean, std = x_train.mean(), x_train.std()  # standardize with the training statistics
-x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-CE = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+# the bundled Fashion-MNIST subset as vectors, standardized with the training statistics
+(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", flatten=True,
+                                                             train_size=N_TRAIN)
 
 
 def accuracy(model):
-    return float(np.mean(np.argmax(model.predict(x_test, verbose=0), -1) == y_test))
+    return training.accuracy(model.predict(x_test, verbose=0), y_test)
 
 
 # ---- 1. a deep plain MLP, orthogonal latent code --------------------------------------------
 def mlp():
-    return keras.Sequential(
-        [keras.Input((784,))]
-        + [keras.layers.Dense(128, activation="relu") for _ in range(DEPTH)]
-        + [keras.layers.Dense(10)]
-    )
+    """DEPTH ReLU Dense layers of 128 units, 10 logits, Keras's default init (seed 0)."""
+    return models.mlp(DEPTH, 128, kernel_initializer="glorot_uniform", input_shape=(784,),
+                      seed=0)
 
 
 def train(model):
-    model.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), loss=CE)
-    model.fit(x_train, y_train, batch_size=128, epochs=EPOCHS, verbose=0)
-    return accuracy(model)
+    """SGD 0.01, momentum 0.9, batch 128 (the harness's training loop); test accuracy."""
+    budget = training.Budget("sgd", 0.01, epochs=EPOCHS)
+    return training.train(model, (x_train, y_train), (x_test, y_test), budget).test_acc
 
 
-keras.utils.set_random_seed(0)
 model = mlp()
 report = model.meta_initialize((x_train, y_train), method="sylvester", seed=0, verbose=0)
 print(f"Sylvester (orthogonal code) on {report.data}: {len(report.layers)} layers in "
@@ -65,9 +59,7 @@ print("  layer      samples  residual  var before -> after")
 for row in report.layers:
     print(f"  {row['name']:9s}  {row['samples']:7d}  {row['residual']:8.1e}  "
           f"{row['var_before']:10.3g} -> {row['var_after']:.3f}")
-deep = {"Sylvester": train(model)}
-keras.utils.set_random_seed(0)
-deep["Keras default"] = train(mlp())
+deep = {"Sylvester": train(model), "Keras default": train(mlp())}
 print(f"{DEPTH}-layer MLP, test accuracy after {EPOCHS} epoch(s) of SGD: "
       + ", ".join(f"{name} {acc:.3f}" for name, acc in deep.items()))
 
@@ -82,9 +74,8 @@ def small_mlp():
 
 
 def fine_tune(model):
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=CE)
-    model.fit(x_few, y_few, batch_size=32, epochs=FINE_TUNE_EPOCHS, verbose=0)
-    return accuracy(model)
+    budget = training.Budget("adam", 1e-3, batch_size=32, epochs=FINE_TUNE_EPOCHS)
+    return training.train(model, (x_few, y_few), (x_test, y_test), budget).test_acc
 
 
 keras.utils.set_random_seed(0)

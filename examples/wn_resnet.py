@@ -17,23 +17,19 @@ Run:  python examples/wn_resnet.py
 (KERAS_METAINIT_EXAMPLES_QUICK=1 runs a tiny version, for the tests.)
 """
 import os
-import time
 
 import keras
 import numpy as np
 
-from keras_metainit import QuadraticWarmup, WNResNetInit
-from keras_metainit.datasets import load_fashion_mnist
+from keras_metainit import WNResNetInit
+from keras_metainit.experiments import data, training
 from keras_metainit.layers import WNConv2D
 
 QUICK = os.environ.get("KERAS_METAINIT_EXAMPLES_QUICK") == "1"
 BLOCKS, N_TRAIN = (1, 256) if QUICK else (4, 6000)
 
-x_train, y_train = load_fashion_mnist("train")  # (n, 28, 28, 1)
-x_test, y_test = load_fashion_mnist("test")
-x_train, y_train = x_train[:N_TRAIN], y_train[:N_TRAIN]
-mean, std = x_train.mean(), x_train.std()  # standardize with the training statistics
-x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+# the bundled Fashion-MNIST subset, (n, 28, 28, 1), standardized with the training statistics
+(x_train, y_train), (x_test, y_test), _ = data.fashion_mnist("small", train_size=N_TRAIN)
 
 
 def init_for(role, he):
@@ -72,16 +68,13 @@ def stream_rms(probe):
 
 
 def train(model):
+    """One epoch of Adam 1e-3, batch 64, behind a half-epoch quadratic warmup (the shape of
+    `keras_metainit.QuadraticWarmup`)."""
     steps = -(-len(x_train) // 64)
-    model.compile(
-        optimizer=keras.optimizers.Adam(QuadraticWarmup(1e-3, warmup_steps=steps // 2)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=["accuracy"],
-    )
-    start = time.perf_counter()
-    model.fit(x_train, y_train, batch_size=64, epochs=1, verbose=0)
-    _, accuracy = model.evaluate(x_test, y_test, verbose=0)
-    return accuracy, time.perf_counter() - start
+    budget = training.Budget("adam", 1e-3, batch_size=64, epochs=1,
+                             warmup=max(steps // 2, 1), warmup_power=2.0)
+    run = training.train(model, (x_train, y_train), (x_test, y_test), budget)
+    return run.test_acc, run.seconds
 
 
 keras.utils.set_random_seed(0)

@@ -13,6 +13,7 @@ import numpy as np
 from keras_metainit import data as data_lib
 from keras_metainit import methods as methods_lib
 from keras_metainit import learned
+from keras_metainit.choose import choose
 from keras_metainit.layerwise.activations import warn
 from keras_metainit.model_fn import lower_precision_policies
 from keras_metainit.report import InitReport, Progress, resolve_verbose
@@ -46,8 +47,11 @@ def meta_initialize(
             ``(x, y)`` or ``x`` from a ``keras.utils.PyDataset``, a Python iterable or a
             ``tf.data.Dataset``, or the name of a TensorFlow Datasets dataset (loaded with
             ``download=False``); :mod:`keras_metainit.data` lists every form.
-        method: ``"lsuv"`` (the default, :data:`keras_metainit.methods.DEFAULT`: the strongest
-            and cheapest in our benchmarks, see docs/choosing.md), ``"metainit"``,
+        method: ``"auto"`` (the default, :data:`keras_metainit.methods.DEFAULT`: the method
+            :func:`keras_metainit.choose.choose` picks by the model's layers: T-Fixup for
+            Post-LN attention blocks, MetaInit with 20 steps for other attention layers, else
+            LSUV; the report's first note says
+            which and why), ``"lsuv"``, ``"metainit"``,
             ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"sylvester"``, a method object from
             :mod:`keras_metainit.methods`, or a list of these run in order on one report
             (``["lsuv", "gradinit"]``, a :class:`~keras_metainit.methods.Chain`).
@@ -81,15 +85,24 @@ def meta_initialize(
         >>> model = keras.Sequential([keras.Input((8,))] +
         ...     [keras.layers.Dense(16, "relu") for _ in range(5)] + [keras.layers.Dense(3)])
         >>> x = np.random.default_rng(0).normal(size=(64, 8)).astype("float32")
-        >>> report = model.meta_initialize(x, verbose=0)  # the default method: LSUV
+        >>> report = model.meta_initialize(x, verbose=0)  # the default: LSUV for an MLP
         >>> report.method, [row["status"] for row in report.layers]
         ('lsuv', ['set', 'set', 'set', 'set', 'set', 'set'])
 
     Reference:
-        The default, LSUV: Mishkin & Matas, "All you need is a good init", ICLR 2016; each
+        The default's rule: :mod:`keras_metainit.choose`; LSUV: Mishkin & Matas, "All you
+        need is a good init", ICLR 2016; MetaInit: Dauphin & Schoenholz, NeurIPS 2019; each
         method's own paper is cited on its class in :mod:`keras_metainit.methods`.
     """
     started = time.perf_counter()
+    chosen_because = None
+    if isinstance(method, str) and method == "auto":
+        if method_options:
+            raise ValueError("Method options need a named method: method='auto' picks one by "
+                             "the model's layers (keras_metainit.choose). Received: "
+                             f"{sorted(method_options)}; name the method, e.g. "
+                             "method='metainit', to pass them.")
+        method, chosen_because = choose(model)
     method = methods_lib.get(method, **method_options)
     if steps is not None:
         if int(steps) < 1:
@@ -104,7 +117,10 @@ def meta_initialize(
     options = dict(loss=loss, batch_size=batch_size, seed=seed, verbose=verbose,
                    strategy=strategy, micro_batches=int(micro_batches))
     if not isinstance(method, methods_lib.Chain):
-        return _run_method(model, data, method, steps=steps, started=started, **options)
+        report = _run_method(model, data, method, steps=steps, started=started, **options)
+        if chosen_because is not None:
+            report.notes.insert(0, f"method 'auto' chose {method.name}: {chosen_because}")
+        return report
     stages = [_run_method(model, data, stage, started=time.perf_counter(),
                           steps=steps if isinstance(stage, methods_lib.LearnedMethod) else None,
                           **options)

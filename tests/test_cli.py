@@ -14,9 +14,11 @@ from keras_metainit import cli, demo, methods
 def test_quick_keeps_explicit_options(tmp_path, monkeypatch):
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
-    cli.main(["demo", "--quick", "--depth", "3", "--seed", "7", "--out", str(tmp_path)])
+    cli.main(["demo", "--quick", "--seeds", "3", "--scenes", "mlp", "--out", str(tmp_path)])
     cfg = seen["cfg"]
-    assert (cfg.depth, cfg.seed, cfg.width, cfg.epochs) == (3, 7, demo.QUICK["width"], demo.QUICK["epochs"])
+    assert (cfg.seeds, cfg.scenes, cfg.out) == (3, ("mlp",), str(tmp_path))
+    assert (cfg.depth, cfg.steps, cfg.init_steps) == (
+        demo.QUICK["depth"], demo.QUICK["steps"], demo.QUICK["init_steps"])
 
 
 def test_defaults_are_the_main_job(monkeypatch):
@@ -24,19 +26,20 @@ def test_defaults_are_the_main_job(monkeypatch):
     monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
     cli.main(["demo"])
     assert seen["cfg"] == demo.DemoConfig()
-    assert (seen["cfg"].depth, seen["cfg"].width, seen["cfg"].wn) == (20, 128, False)
-    assert (seen["cfg"].metainit_steps, seen["cfg"].gradinit_steps) == (200, 100)
+    assert seen["cfg"].scenes == ("transformer", "mlp") and seen["cfg"].seeds >= 2
+    assert (seen["cfg"].layers, seen["cfg"].init_steps, seen["cfg"].plots) == (6, 0, True)
 
 
-def test_wn_option_adds_the_weight_norm_rows(monkeypatch):
+def test_no_plots(monkeypatch):
     seen = {}
     monkeypatch.setattr(demo, "run_demo", lambda cfg: seen.setdefault("cfg", cfg))
-    cli.main(["demo", "--quick", "--wn"])
-    assert seen["cfg"].wn is True
+    cli.main(["demo", "--quick", "--no-plots"])
+    assert seen["cfg"].plots is False
 
 
 @pytest.mark.parametrize("argv", [
-    ["demo", "--depth", "0"], ["demo", "--width", "x"], ["nope"],
+    ["demo", "--seeds", "0"], ["demo", "--seeds", "x"], ["demo", "--scenes", "cifar"],
+    ["demo", "--depth", "3"], ["nope"],
     ["init", "m.keras", "-o", "o.keras"],  # --method is required
     ["init", "m.keras", "--method", "bogus", "-o", "o.keras"],
     ["diagnose", "m.keras", "--data", "cifar"],

@@ -322,16 +322,17 @@ def test_no_retracing_warnings_from_repeated_calls(caplog):
 
 def test_the_default_method_is_the_registrys_default_everywhere():
     """``meta_initialize(model, data)``, ``model.meta_initialize(data)`` and the callback all run
-    :data:`keras_metainit.methods.DEFAULT` (LSUV, chosen by the benchmarks)."""
+    :data:`keras_metainit.methods.DEFAULT` (``"auto"``: :func:`keras_metainit.choose.choose`'s
+    pick, LSUV for an MLP)."""
     from keras_metainit.callbacks import MetaInitialize
 
-    assert km.methods.get(km.methods.DEFAULT).name == km.methods.LSUV().name
+    assert km.methods.DEFAULT == "auto"
     x = np.random.default_rng(0).standard_normal((64, 784)).astype("float32")
     y = np.arange(64) % 10
     a = km.meta_initialize(mlp(depth=2, width=16), (x, y), seed=0, verbose=0)
     model = mlp(depth=2, width=16)
     b = model.meta_initialize((x, y), seed=0, verbose=0)
-    assert a.method == b.method == km.methods.get(km.methods.DEFAULT).name
+    assert a.method == b.method == km.methods.LSUV().name
     assert MetaInitialize().method == km.methods.DEFAULT
     assert all(r["status"] == "set" for r in b.layers)
 
@@ -339,7 +340,8 @@ def test_the_default_method_is_the_registrys_default_everywhere():
 @pytest.mark.parametrize("method", [None, "lsuv", "sylvester", "metainit", "gradinit",
                                     "gradcosine"])
 def test_nothing_to_initialize_is_a_value_error(method):
-    """The default call (LSUV) used to return a report on a model with no layer to set."""
+    """The default call (LSUV for this model) used to return a report on a model with no layer
+    to set."""
     model = keras.Sequential([keras.Input((20,)), keras.layers.Activation("relu")])
     kwargs = {} if method is None else {"method": method}
     with pytest.raises(ValueError, match="nothing for|no tensor for"):

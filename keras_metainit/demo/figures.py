@@ -1,138 +1,80 @@
-"""The demo's results shown: the plain-text table per scene with its verdict lines, and the figures.
+"""The demo's figures, from its scenes' table results
+(:func:`~keras_metainit.experiments.runner.run_table`):
 
-:func:`format_table` and the verdicts are printed by :func:`~keras_metainit.demo.run_demo`;
-:func:`write_plots` writes ``demo_accuracy.png``, ``training_curves.png`` and
-``metainit_gq.png`` (matplotlib, imported when called).
+- ``demo_accuracy.png``: per scene, each row's metric per seed (dots) and mean ± sample std
+  (bar and error bar), with chance;
+- ``training_curves.png``: per scene, each row's training loss per step, averaged over seeds;
+- ``metainit_gq.png``: the gradient quotient before and after MetaInit per seed, where a scene
+  ran it.
+
+matplotlib is imported when called (:func:`keras_metainit.experiments.plots.pyplot`).
 """
 from __future__ import annotations
 
 import os
 from typing import Any, Dict, List, Sequence
 
-from keras_metainit.demo.config import SCENES
-from keras_metainit.demo.contenders import BAD_START
+from keras_metainit.experiments import plots
 
-__all__ = ["format_table", "write_plots"]
+__all__ = ["write_plots", "CHANCE"]
 
-
-def _gq_cell(row: Dict[str, Any]) -> str:
-    before, after = row.get("gq_before"), row.get("gq_after")
-    if before is None or after is None:
-        return "-"
-    return f"{before:.3g} -> {after:.3g}"
+#: Chance level of each scene's metric.
+CHANCE = {"transformer": 1 / 16, "mlp": 0.1}
 
 
-def format_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """The demo's results as a plain-text table, one line per contender.
-
-    Columns: method, init s, GQ before -> after (the gradient quotient on one fixed batch of 128
-    training examples, before and after ``meta_initialize``; ``-`` for rows without it), train s,
-    final training loss, test accuracy (always the last column).
-    """
-    name_w = max([len("method")] + [len(r["init"]) for r in rows])
-    gq_w = max([len("GQ before -> after")] + [len(_gq_cell(r)) for r in rows])
-    header = (f"{'method':<{name_w}}  {'init s':>7}  {'GQ before -> after':<{gq_w}}  "
-              f"{'train s':>8}  {'train loss':>11}  {'test acc':>9}")
-    lines = [header, "-" * len(header)]
-    for r in rows:
-        lines.append(
-            f"{r['init']:<{name_w}}  {r['init_s']:>7.1f}  {_gq_cell(r):<{gq_w}}  "
-            f"{r['train_s']:>8.1f}  {r['train_loss']:>11.3f}  {r['test_acc']:>9.3f}"
-        )
-    return "\n".join(lines)
+def _color(kind: str) -> str:
+    return {"suite": "tab:blue", "reference": "tab:green"}.get(kind, "tab:gray")
 
 
-def _verdict_lines(rows: Sequence[Dict[str, Any]]) -> List[str]:
-    """One line per fixed contender: its test accuracy against He's (and its start's), in words.
-
-    A single seed: differences under about 0.05 are within the seed-to-seed spread measured in
-    ``benchmarks/claims.py``.
-    """
-    acc = {r["init"]: r["test_acc"] for r in rows}
-    he = acc.get("He")
-    out = []
-    for r in rows:
-        name = r["init"]
-        if name in ("He", "Keras default", BAD_START) or he is None:
-            continue
-        start = acc.get(BAD_START if r.get("scene") == "bad" else "Keras default")
-        d = r["test_acc"] - he
-        word = ("wins over He" if d > 0.05 else "loses to He" if d < -0.05 else "ties with He")
-        fixed = "" if start is None else f", start {start:.3f} -> {r['test_acc']:.3f}"
-        out.append(f"  {name:<22} {word} ({d:+.3f}{fixed})")
-    return out
-
-
-def write_plots(rows: Sequence[Dict[str, Any]], out: str) -> List[str]:
-    """Write ``demo_accuracy.png``, ``training_curves.png`` and ``metainit_gq.png`` to ``out``;
-    return their paths.
-
-    Needs matplotlib (installed with the package); without it nothing is written and ``[]``
-    returned.
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed: no figures (pip install matplotlib)")
+def write_plots(results: Sequence[Dict[str, Any]], out: str) -> List[str]:
+    """Write the figures to ``out``; return their paths (``[]`` without matplotlib)."""
+    plt = plots.pyplot()
+    if plt is None or not results:
         return []
     paths = []
+    n = len(results)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        rows = res["rows"]
+        for i, r in enumerate(rows):
+            ax.bar(i, r["mean"], yerr=r["std"], color=_color(r["kind"]), alpha=0.7, capsize=3)
+            ax.plot([i] * len(r["values"]), r["values"], "k.", ms=4)
+        if res["key"] in CHANCE:
+            ax.axhline(CHANCE[res["key"]], color="tab:red", lw=0.8, label="chance")
+            ax.legend(fontsize=7)
+        ax.set_xticks(range(len(rows)))
+        ax.set_xticklabels([r["name"] for r in rows], rotation=30, ha="right", fontsize=7)
+        ax.set_ylim(0, 1.05)
+        ax.set_ylabel(res["metric"].replace("_", " ") + f" ({len(res['seeds'])} seeds)")
+        ax.set_title(res["key"] + ": " + res["verdicts"][0]["verdict"], fontsize=9)
+    paths.append(plots.save_figure(fig, os.path.join(out, "demo_accuracy.png"), dpi=110))
 
-    def save(fig, name: str) -> None:
-        fig.tight_layout()
-        path = os.path.join(out, name)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-
-    scenes = [s for s in SCENES if any(r.get("scene", "default") == s for r in rows)]
-    he = next((r["test_acc"] for r in rows if r["init"] == "He"), None)
-    # 1. test accuracy per contender, one panel per scene
-    fig, axes = plt.subplots(1, len(scenes), figsize=(5.5 * len(scenes), 4.2), squeeze=False)
-    for ax, scene in zip(axes[0], scenes):
-        part = [r for r in rows if r.get("scene", "default") == scene]
-        colors = ["tab:blue" if r.get("gq_before") is not None else "tab:gray" for r in part]
-        ax.bar(range(len(part)), [r["test_acc"] for r in part], color=colors)
-        for i, r in enumerate(part):
-            ax.text(i, r["test_acc"] + 0.01, f"{r['test_acc']:.2f}", ha="center", fontsize=7)
-        if he is not None:
-            ax.axhline(he, color="k", ls="--", lw=1, label=f"He {he:.3f}")
-        ax.axhline(0.1, color="tab:red", lw=0.8, label="chance")
-        ax.set_xticks(range(len(part)))
-        ax.set_xticklabels([r["init"] for r in part], rotation=35, ha="right", fontsize=7)
-        ax.set_ylim(0, 1)
-        ax.set_ylabel("test accuracy")
-        ax.set_title(SCENES[scene].split(" (")[0], fontsize=9)
-        ax.legend(fontsize=7)
-    save(fig, "demo_accuracy.png")
-    # 2. training loss per step
-    fig, axes = plt.subplots(1, len(scenes), figsize=(5.5 * len(scenes), 4.2), squeeze=False)
-    for ax, scene in zip(axes[0], scenes):
-        for r in rows:
-            if r.get("scene", "default") != scene and r["init"] != "He":
-                continue
-            losses = r.get("loss_per_step") or r["loss_per_epoch"]
-            ax.plot(range(1, len(losses) + 1), losses, lw=1, label=r["init"],
-                    ls="--" if r["init"] == "He" and scene != "default" else "-")
-        ax.set_xlabel("training step" if rows and rows[0].get("loss_per_step") else "epoch")
-        ax.set_ylabel("training loss")
-        ax.set_title(SCENES[scene].split(" (")[0], fontsize=9)
+    fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 4.2), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        for r in res["rows"]:
+            curve = [v for v in r["curve"] if v is not None]
+            if curve:
+                ax.plot(range(len(curve)), curve, lw=1.2, label=r["name"])
+        ax.set_xlabel(f"training progress ({res['budget']})", fontsize=7)
+        ax.set_ylabel("training loss (mean over seeds)")
+        ax.set_title(res["key"], fontsize=9)
         ax.legend(fontsize=6)
-    save(fig, "training_curves.png")
-    # 3. MetaInit's objective per step
-    gqs = [(r["init"], ((r.get("report") or {}).get("history") or {}).get("gq")) for r in rows
-           if "MetaInit" in r["init"]]
-    gqs = [(name, gq) for name, gq in gqs if gq]
-    if gqs:
+    paths.append(plots.save_figure(fig, os.path.join(out, "training_curves.png"), dpi=110))
+
+    gq = [(res["key"], r) for res in results for r in res["rows"]
+          if any(rep and rep.get("method") == "metainit" for rep in r["reports"])]
+    if gq:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for name, gq in gqs:
-            ax.plot(range(1, len(gq) + 1), gq, label=name)
-        ax.set_yscale("log" if min(min(gq) for _, gq in gqs) > 0 else "linear")
-        ax.set_xlabel("MetaInit step")
-        ax.set_ylabel("gradient quotient (random batch)")
-        ax.set_title("MetaInit: gradient quotient per step")
-        ax.legend(fontsize=7)
-        save(fig, "metainit_gq.png")
+        for key, r in gq:
+            for rep in filter(None, r["reports"]):
+                before, after = rep["before"].get("gq"), rep["after"].get("gq")
+                if before is not None and after is not None:
+                    ax.plot([0, 1], [before, after], "o-", color="tab:blue", lw=1)
+            ax.set_title(f"MetaInit on {key}: gradient quotient before -> after, per seed",
+                         fontsize=9)
+        ax.set_xticks([0, 1])
+        ax.set_xticklabels(["before", "after"])
+        ax.set_yscale("log")
+        ax.set_ylabel("gradient quotient (MetaInit's objective)")
+        paths.append(plots.save_figure(fig, os.path.join(out, "metainit_gq.png"), dpi=110))
     return paths

@@ -34,9 +34,11 @@ __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "A
            "Chain", "register", "unregister", "get", "serialize", "deserialize", "available",
            "DEFAULT"]
 
-#: What ``meta_initialize`` runs when no method is named: LSUV, the strongest and cheapest in
-#: ``benchmarks/claims.py`` (the evidence: docs/choosing.md, "The default").
-DEFAULT = "lsuv"
+#: What ``meta_initialize`` runs when no method is named: ``"auto"``, the method
+#: :func:`keras_metainit.choose.choose` picks by the model's layers (T-Fixup for Post-LN blocks,
+#: MetaInit for other attention, else LSUV; the rule and its evidence: that module and
+#: docs/choosing.md).
+DEFAULT = "auto"
 
 #: alias -> class, filled by :func:`register`, in registration order
 _REGISTRY: Dict[str, Type["Method"]] = {}

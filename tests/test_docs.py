@@ -119,3 +119,22 @@ def test_docstring_examples_sit_in_an_examples_section():
         if line.strip() == "Example:"
     ]
     assert not singular, singular
+
+
+def test_the_docs_site_builds_with_strict(tmp_path):
+    """``mkdocs build --strict`` (CI's docs step) inside the test run, so that a docstring the
+    site cannot render (an ``Args`` entry naming several parameters, an ``Example:`` section)
+    fails the README's test command itself."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pytest.importorskip("mkdocs")
+    mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or shutil.which("mkdocs")
+    if mkdocs is None:
+        pytest.skip("the mkdocs command is not installed")
+    done = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]

@@ -28,7 +28,8 @@ def fashion_mnist(subset: str = "auto", *, flatten: bool = False, standardize: b
         flatten: images as vectors of 784.
         standardize: subtract the training mean and divide by the training std (pixels in
             [0, 1] otherwise).
-        train_size, test_size: a seeded random subset of that many examples (None: all).
+        train_size: a seeded random subset of that many examples (None: all).
+        test_size: a seeded random subset of that many examples (None: all).
         seed: the subsets' seed.
 
     Returns:

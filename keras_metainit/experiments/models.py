@@ -94,7 +94,12 @@ def vgg(widths: Sequence[int], *, activation: str = "relu", kernel_initializer: 
 
     Args:
         widths: filters of each convolution (VGG-like: 8 to 11 of them).
-        activation, kernel_initializer, norm, input_shape, classes, seed: as in :func:`mlp`.
+        activation: as in :func:`mlp`.
+        kernel_initializer: as in :func:`mlp`.
+        norm: as in :func:`mlp`.
+        input_shape: as in :func:`mlp`.
+        classes: as in :func:`mlp`.
+        seed: as in :func:`mlp`.
 
     Returns:
         An uncompiled ``keras.Sequential`` that outputs logits.
@@ -179,7 +184,11 @@ def residual_mlp(blocks: int, width: int, *, activation: str = "relu",
         width: units of the stem and of every block's layers.
         fixup: Fixup's initialization and scalar layers (then the classifier starts at zero and
             ``kernel_initializer`` is the stem's only).
-        activation, kernel_initializer, input_shape, classes, seed: as in :func:`mlp`.
+        activation: as in :func:`mlp`.
+        kernel_initializer: as in :func:`mlp`.
+        input_shape: as in :func:`mlp`.
+        classes: as in :func:`mlp`.
+        seed: as in :func:`mlp`.
 
     Returns:
         An uncompiled functional ``keras.Model`` that outputs logits.

@@ -70,7 +70,8 @@ def compare(a: Sequence[float], b: Sequence[float]) -> Comparison:
     """The verdict rule: ``a`` against ``b``, with margin ``2 * sqrt(s_a²/n_a + s_b²/n_b)``.
 
     Args:
-        a, b: one value per seed (at least one each).
+        a: one value per seed (at least one each).
+        b: one value per seed (at least one each).
 
     Returns:
         A :class:`Comparison`.

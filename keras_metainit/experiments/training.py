@@ -319,7 +319,12 @@ class Trainer:
         Args:
             build: the builder ``model`` came from.
             arguments: its keyword arguments (the initializers and seed are ignored).
-            model, train_data, test_data, budget, loss, seed: as in :func:`train`.
+            model: as in :func:`train`.
+            train_data: as in :func:`train`.
+            test_data: as in :func:`train`.
+            budget: as in :func:`train`.
+            loss: as in :func:`train`.
+            seed: as in :func:`train`.
 
         Returns:
             A :class:`RunResult`.

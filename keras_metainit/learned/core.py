@@ -173,7 +173,11 @@ class FunctionalRun(Run):
     weights at the start are an argument of the step, not constants baked into it.
 
     Args:
-        model, method, loss_fn, report, size: as :class:`Run`.
+        model: as :class:`Run`.
+        method: as :class:`Run`.
+        loss_fn: as :class:`Run`.
+        report: as :class:`Run`.
+        size: as :class:`Run`.
         compile: how the backend runs a pure function (``jax.jit``; on torch the function
             itself, its results detached).
         tracing: whether ``compile`` traces the step once (then the step counts its traces).

@@ -490,6 +490,25 @@ def render_parity(results: Dict[str, Any]) -> str:
     return _sibling("parity").render_markdown(results)
 
 
+def render_transformer_scales(results: Dict[str, Any]) -> str:
+    """``benchmarks/transformer_scales.py``: per learned method on regime 2's Post-LN
+    Transformer, its objective before and after, the steps spent on its constraint, whether the
+    start was kept, and the geometric mean of the scales by tensor group."""
+    groups = list(results["rows"][0]["scales"]) if results["rows"] else []
+
+    def objective(before, after):
+        return "; ".join(f"{k} {before[k]:.4g} → {after[k]:.4g}" for k in before if k in after)
+
+    rows = [[r["method"], objective(r["before"], r["after"]),
+             f"{r['constraint_steps']}/{r['steps_run']}", "yes" if r["kept_start"] else "no",
+             *[f"{r['scales'].get(g, float('nan')):.3g}" for g in groups]]
+            for r in results["rows"]]
+    body = (f"From Keras's default init, seed {results['seed']}.\n\n"
+            + table(["method", "objective before → after", "constraint steps", "kept start",
+                     *[f"scale: {g}" for g in groups]], rows))
+    return with_provenance(body, results)
+
+
 #: Table name → renderer. A renderer takes the loaded results file (and the region's key=value
 #: options as strings) and returns Markdown.
 RENDERERS: Dict[str, Callable[..., str]] = {
@@ -498,6 +517,7 @@ RENDERERS: Dict[str, Callable[..., str]] = {
     "demo_methods": render_demo_methods,
     "regimes": render_regimes,
     "regimes_summary": render_regimes_summary,
+    "transformer_scales": render_transformer_scales,
     "saturation": render_saturation,
     "memory": render_memory,
     "step_pieces": render_step_pieces,

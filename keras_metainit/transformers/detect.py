@@ -58,7 +58,7 @@ def register_block(layer_class: Type[keras.layers.Layer], reader: BlockReader) -
         ...         x = x + self.mha(x, x)
         ...         return x + self.down(self.up(x))
         >>> print(find_blocks(keras.Sequential([keras.Input((8, 16)), Block()])).unidentified[0])
-        Unidentified(name='.../block/multi_head_attention...', kind='MultiHeadAttention',
+        Unidentified(name='.../block.../multi_head_attention...', kind='MultiHeadAttention',
                      reason="it is inside 'block...' (Block), a subclassed layer whose call() ...")
         >>> register_block(Block, lambda layer: AttentionBlock(
         ...     layer.name, [layer.mha], [layer.up, layer.down], source="Block", layer=layer))

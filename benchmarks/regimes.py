@@ -101,11 +101,11 @@ def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=_log,
     return out
 
 
-def _merge_rows(old_table: dict, new_table: dict, claims) -> dict:
+def _merge_rows(old_table: dict, new_table: dict) -> dict:
     """One table from two runs of it: ``new_table``'s rows replace ``old_table``'s rows of the
     same name, the others stay (a run of some rows adds to the table); the verdicts are judged
-    again on the merged rows, with the table's ``claims``."""
-    from keras_metainit.experiments.runner import judge
+    again on the merged rows, with the claims the new run stored."""
+    from keras_metainit.experiments.runner import Claim, judge
 
     rows = {r["name"]: r for r in old_table["rows"]}
     kept = [name for name in rows if name not in {r["name"] for r in new_table["rows"]}]
@@ -119,14 +119,8 @@ def _merge_rows(old_table: dict, new_table: dict, claims) -> dict:
         merged["run"] = dict(new_table["run"], command=(
             f"{old_table['run']['command']} (rows {', '.join(kept)}); "
             f"{new_table['run']['command']}"))
-    if claims is not None:
-        merged["verdicts"] = [judge(c, rows) for c in claims]
+    merged["verdicts"] = [judge(Claim(**c), rows) for c in new_table["claims"]]
     return merged
-
-
-def _claims(regime_key: str, quick: bool) -> dict:
-    """Each table's claims (by table key), from the regime's own definition."""
-    return {t.key: t.claims for t in REGIMES[regime_key].tables(quick)}
 
 
 def merge(old: dict, new: dict) -> dict:
@@ -134,17 +128,14 @@ def merge(old: dict, new: dict) -> dict:
     gets ``new``'s rows (a row replaces ``old``'s row of the same name, the others stay) and its
     verdicts judged again; the regimes' wall times are the sums of their tables'."""
     by_key = {r["key"]: r for r in old.get("regimes", [])}
-    quick = bool(new.get("config", {}).get("quick"))
     for reg in new["regimes"]:
         if reg["key"] not in by_key:
             by_key[reg["key"]] = reg
             continue
         mine = by_key[reg["key"]]
-        claims = _claims(reg["key"], quick)
         tables = {t["key"]: t for t in mine["tables"]}
         for t in reg["tables"]:
-            tables[t["key"]] = (_merge_rows(tables[t["key"]], t, claims.get(t["key"]))
-                                if t["key"] in tables else t)
+            tables[t["key"]] = (_merge_rows(tables[t["key"]], t) if t["key"] in tables else t)
         mine["tables"] = list(tables.values())
         mine["wall_s"] = sum(t["wall_s"] for t in mine["tables"])
     order = list(REGIMES)

@@ -3,8 +3,10 @@
 Plain MLPs (``keras_metainit.experiments.models.mlp``, width 32, no normalization) of depth 10,
 20, 50 and 100 with ReLU, GELU, tanh and SiLU, where He's formula (derived for ReLU) is not the
 right one for every activation and a data-driven (LSUV) or learned (MetaInit) scale should be.
-Each contender is trained at its best SGD rate (momentum 0.9) of a small grid, chosen on the
-first seed; the sweep is kept in the results.
+Each contender is trained 300 steps at its best SGD rate (momentum 0.9) of a small grid, chosen
+on the first seed; the sweep is kept in the results. MetaInit runs up to depth 20: from Keras's
+default at depth 50 the ReLU net's outputs no longer depend on its input, MetaInit says so and
+leaves it (LSUV is the method there).
 """
 from keras_metainit.experiments import contenders as C
 from keras_metainit.experiments import data, models
@@ -18,8 +20,8 @@ CLAIM = ("Where He's formula does not fit the activation (GELU, tanh, SiLU) or t
          "deep, a data-driven or learned scale trains where the analytic ones do not.")
 
 FULL = dict(subset="auto", train_size=None, test_size=2000, depths=(10, 20, 50, 100),
-            activations=("relu", "gelu", "tanh", "silu"), width=32, steps=100, batch=128,
-            lrs=(0.01, 0.1), metainit_steps=20, metainit_max_depth=50)
+            activations=("relu", "gelu", "tanh", "silu"), width=32, steps=300, batch=128,
+            lrs=(0.003, 0.01, 0.03, 0.1), metainit_steps=20, metainit_max_depth=20)
 QUICK = dict(FULL, subset="small", train_size=1024, test_size=512, depths=(3,),
              activations=("relu", "tanh"), width=8, steps=10, metainit_steps=2,
              keep=("Keras default", "He", "LSUV", "MetaInit"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -322,6 +322,7 @@ def _result(table: "Table", seeds: Sequence[int], summaries: Dict[str, Dict[str,
         "metric": table.metric, "solved": table.solved, "seeds": list(seeds),
         "lrs": list(table.lrs),
         "rows": list(summaries.values()),
+        "claims": [asdict(c) for c in table.claims],
         "verdicts": [judge(c, summaries) for c in table.claims],
         "wall_s": time.perf_counter() - start,
     }

@@ -51,6 +51,10 @@ def test_quick_run_writes_its_results(regimes_cli, tmp_path, capsys):
     for r in table["rows"]:
         assert r["n"] == 2 and 0 <= r["diverged"] <= 2
     assert len(table["verdicts"]) == 2
+    # the claims are stored with the table, so a later merge judges them without the definitions
+    assert [c["text"] for c in table["claims"]] == [
+        "a suite method beats every analytic init", "a suite method beats Fixup"]
+    assert table["claims"][0]["against"] == ["Keras default", "He", "AnyInit (empirical)"]
     assert {v["verdict"] for v in table["verdicts"]} <= {"holds", "does not hold"}
     assert table["run"]["command"] == meta["command"]
     assert "| regime | table | seeds | claim | verdict | winners |" in printed
@@ -65,13 +69,16 @@ def test_merge_adds_rows_to_a_table_and_judges_its_claims_again(regimes_cli):
         return {"config": {"seeds": [0, 1, 2], "quick": False},
                 "regimes": [{"key": "transformer", "tables": tables, "wall_s": 0}]}
 
-    key = "post_ln_adam_0.001"  # a table of regime 2, whose claim puts T-Fixup against the default
+    key = "post_ln_adam_0.001"
+    # the claim the new run stored with its table (the old run's is not read)
+    claim = {"text": "T-Fixup beats the default", "candidates": ["T-Fixup"],
+             "against": ["Keras default"], "references": []}
     old = res([{"key": key, "wall_s": 10, "rows": [row("Keras default", [0.19, 0.19, 0.18]),
                                                    row("T-Fixup", [0.2, 0.19, 0.18])],
-                "verdicts": []},
+                "claims": [dict(claim, candidates=["nobody"])], "verdicts": []},
                {"key": "other", "wall_s": 5, "rows": [], "verdicts": []}])
     new = res([{"key": key, "wall_s": 7, "rows": [row("T-Fixup", [1.0, 1.0, 0.99])],
-                "verdicts": []},
+                "claims": [claim], "verdicts": []},
                {"key": "new", "wall_s": 1, "rows": [], "verdicts": []}])
     merged = regimes_cli.merge(old, new)
     tables = {t["key"]: t for t in merged["regimes"][0]["tables"]}

@@ -221,6 +221,27 @@ def render_regimes_summary(results: Dict[str, Any]) -> str:
             + f"\n\nWall time per regime: {walls}; total {results['wall_s']:.0f} s.")
 
 
+def render_regimes_best(results: Dict[str, Any]) -> str:
+    """Per table of ``benchmarks/regimes.py``'s results: the best row of the suite, the best
+    analytic init and the best reference (normalization, warmup), each with mean ± std, its
+    divergences and (where the table has a threshold) the runs that solved it: the call to make
+    in each regime."""
+    def best(rows, kinds):
+        rows = [r for r in rows if r["kind"] in kinds]
+        if not rows:
+            return "-"
+        r = max(rows, key=lambda r: (r["mean"], -r["diverged"]))
+        solved = f", {r['solved']}/{r['n']} solved" if r.get("solved") is not None else ""
+        return (f"{r['name']}: {r['mean']:.3f} ± {r['std']:.3f} "
+                f"({r['diverged']}/{r['n']} diverged{solved})")
+
+    rows = [[f"{reg['number']}. {reg['title']}", t["key"], best(t["rows"], ("suite",)),
+             best(t["rows"], ("analytic",)), best(t["rows"], ("reference",))]
+            for reg in results["regimes"] for t in reg["tables"]]
+    return table(["regime", "table", "best of the suite", "best analytic init",
+                  "reference"], rows)
+
+
 def render_saturation(results: Dict[str, Any]) -> str:
     """``benchmarks/saturation.py``: GQ and its third-order derivative on both CPU kernel paths."""
     def signed(values):
@@ -517,6 +538,7 @@ RENDERERS: Dict[str, Callable[..., str]] = {
     "demo_methods": render_demo_methods,
     "regimes": render_regimes,
     "regimes_summary": render_regimes_summary,
+    "regimes_best": render_regimes_best,
     "transformer_scales": render_transformer_scales,
     "saturation": render_saturation,
     "memory": render_memory,

@@ -175,3 +175,17 @@ def test_the_command_line_check_imports_no_tensorflow():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_regimes_best_picks_each_kinds_best_row():
+    def row(name, kind, mean, diverged=0, solved=None):
+        return {"name": name, "kind": kind, "mean": mean, "std": 0.01, "n": 5,
+                "diverged": diverged, "solved": solved}
+
+    results = {"regimes": [{"number": 3, "title": "Residual", "tables": [{"key": "res20", "rows": [
+        row("He", "analytic", 0.1, diverged=5), row("AnyInit", "analytic", 0.6),
+        row("LSUV", "suite", 0.7), row("MetaInit", "suite", 0.8, diverged=1)]}]}]}
+    out = render.render_regimes_best(results).splitlines()
+    assert out[0].startswith("| regime | table | best of the suite | best analytic init |")
+    assert out[2] == ("| 3. Residual | res20 | MetaInit: 0.800 ± 0.010 (1/5 diverged) | "
+                      "AnyInit: 0.600 ± 0.010 (0/5 diverged) | - |")

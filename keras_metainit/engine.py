@@ -49,9 +49,10 @@ def meta_initialize(
             ``download=False``); :mod:`keras_metainit.data` lists every form.
         method: ``"auto"`` (the default, :data:`keras_metainit.methods.DEFAULT`: the method
             :func:`keras_metainit.choose.choose` picks by the model's layers: T-Fixup for
-            Post-LN attention blocks, MetaInit with 20 steps for other attention layers, else
-            LSUV; the report's first note says which and why), ``"lsuv"``, ``"metainit"``,
-            ``"gradinit"``, ``"gradcosine"`` (``"nio"``), ``"sylvester"``, a method object from
+            Post-LN attention blocks, MetaInit with 20 steps for other attention layers and for
+            residual additions without normalization, else LSUV; the report's first note says
+            which and why), ``"lsuv"``, ``"metainit"``, ``"gradinit"``, ``"gradcosine"``
+            (``"nio"``), ``"sylvester"``, a method object from
             :mod:`keras_metainit.methods`, or a list of these run in order on one report
             (``["lsuv", "gradinit"]``, a :class:`~keras_metainit.methods.Chain`).
         loss: a Keras loss; default the compiled loss, else inferred from the output layer.

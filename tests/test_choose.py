@@ -1,8 +1,10 @@
-"""choose: the default initialization by what the model is (attention -> MetaInit, else LSUV)."""
+"""choose: the default initialization by what the model is (Post-LN -> T-Fixup, attention or
+unnormalized residuals -> MetaInit, else LSUV)."""
 import keras
 
 from keras_metainit import methods
-from keras_metainit.choose import ATTENTION_STEPS, attention_layers, choose
+from keras_metainit.choose import (ATTENTION_STEPS, RESIDUAL_STEPS, attention_layers, choose,
+                                   unnormalized_residuals)
 from keras_metainit.experiments import models
 
 
@@ -21,6 +23,19 @@ def test_a_tiny_mlp_gets_lsuv():
     method, reason = choose(models.mlp(3, 8, seed=0))
     assert method == "lsuv" and "no attention layers" in reason
     assert methods.get(method).__class__.__name__ == "LSUV"
+
+
+def test_a_residual_net_without_normalization_gets_metainit_and_with_it_lsuv():
+    res = models.residual_mlp(blocks=3, width=8, seed=0)
+    assert len(unnormalized_residuals(res)) == 3
+    method, reason = choose(res)
+    assert isinstance(method, methods.MetaInit) and method.steps == RESIDUAL_STEPS
+    assert reason.startswith("3 residual addition(s) and no normalization layer: MetaInit")
+    # a normalization layer anywhere (here inside a nested model) and it is LSUV's again
+    x = keras.Input((28, 28, 1))
+    inner = keras.Sequential([keras.Input((8,)), keras.layers.LayerNormalization()])
+    normed = keras.Model(x, inner(res(x)[..., :8]))
+    assert unnormalized_residuals(normed) == [] and choose(normed)[0] == "lsuv"
 
 
 class _Block(keras.layers.Layer):

@@ -36,7 +36,7 @@ __all__ = ["Method", "LearnedMethod", "ConstrainedMethod", "LayerwiseMethod", "A
 
 #: What ``meta_initialize`` runs when no method is named: ``"auto"``, the method
 #: :func:`keras_metainit.choose.choose` picks by the model's layers (T-Fixup for Post-LN blocks,
-#: MetaInit for other attention, else LSUV; the rule and its evidence: that module and
+#: MetaInit for other attention and unnormalized residuals, else LSUV; the rule and its evidence: that module and
 #: docs/choosing.md).
 DEFAULT = "auto"
 

@@ -290,14 +290,14 @@ def render_step_cost(results: Dict[str, Any]) -> str:
     for name, entry in results["models"].items():
         label, train = entry["label"], entry["train"]
         if "error" in train:
-            rows.append([label, "training step", f"error: {train['error']}", "", "", "", ""])
+            rows.append([label, "training step", f"error: {train['error']}", "", "", "", "", ""])
             continue
         rows.append([label, "training step", f"{train['ms']:.1f}", "1.0", "", "",
-                     f"1.0 ({train['peak_mb']:.0f} MB)"])
+                     f"1.0 ({train['peak_mb']:.0f} MB)", "1.0"])
         for method, runs in entry["methods"].items():
             errors = [r for r in runs if "error" in r]
             if errors:
-                rows.append([label, method, f"error: {errors[0]['error']}", "", "", "", ""])
+                rows.append([label, method, f"error: {errors[0]['error']}", "", "", "", "", ""])
                 continue
             r, ratios = _median_run(runs)
             target = entry["targets"].get(method)
@@ -307,10 +307,21 @@ def render_step_cost(results: Dict[str, Any]) -> str:
             rows.append([label, method + xla, f"{r['ms']:.1f}",
                          f"{r['ms'] / r['train_ms']:.2f} ({r['train_ms']:.1f}{spread})",
                          f"≤ {target:g}" if target else "", f"{r['trace_s']:.1f}",
-                         f"{r['peak_mb'] / train['peak_mb']:.2f} ({r['peak_mb']:.0f} MB)"])
+                         f"{r['peak_mb'] / train['peak_mb']:.2f} ({r['peak_mb']:.0f} MB)",
+                         _wall(r)])
     return with_provenance(table(
         ["model", "step", "ms/step", "ratio to a training step (its ms, range)", "target",
-         "first step s", "peak memory ratio"], rows), results)
+         "first step s", "peak memory ratio", "wall per step: ratio (guard, input)"], rows),
+        results)
+
+
+def _wall(run: Dict[str, Any]) -> str:
+    """The wall time per step of ``meta_initialize`` as a ratio to the training step, with the
+    guard's and the input's shares; ``-`` for a run that did not measure it."""
+    if "wall_ms" not in run:
+        return "-"
+    return (f"{run['wall_ms'] / run['train_ms']:.2f} ({run['guard_share']:.0%}, "
+            f"{run['data_share']:.0%})")
 
 
 NAMES = {"tensorflow": "TF", "jax": "JAX", "torch": "torch"}

@@ -10,7 +10,12 @@ allocator counting its bytes, ``TF_CPU_ALLOCATOR_USE_BFC=true``), prints:
   after it (in brackets: that step's ms; the machine's speed may differ between processes, the
   training row's ms is only the memory row's), the first step's seconds
   (``report.trace_time``: tracing and compiling the third-order graph), and the allocator's
-  peak during ``meta_initialize`` as a ratio to the training step's.
+  peak during ``meta_initialize`` as a ratio to the training step's;
+- per method, the wall time per step as a user times it: the wall time of ``meta_initialize``
+  with ``--wall-steps`` long steps minus that with the short ones, per step (default 60 and 10,
+  fresh models: tracing cancels), as a ratio to the training step, with the shares of the
+  best-scales guard's checks (``report.guard_time``) and of waiting for batches
+  (``report.data_time``) in that difference.
 
 Targets (issue "Speed"): MLP ≤ 4× / 2× / 3.5×, CNN ≤ 6× / 3× / 4×, ResNet50V2 ≤ 8× / 4× / 6×
 with the first step ≤ 60 s; peak memory ≤ 3× a training step's on the MLP and CNN.
@@ -65,7 +70,21 @@ def init_step_ms(make, method: str, data, batch: int, n: int):
     return report.step_time * 1e3, report
 
 
-def child(model_name: str, method: str, steps: int) -> dict:
+def wall_per_step(make, method: str, data, batch: int, short: int, long: int) -> dict:
+    """Wall seconds per step of ``meta_initialize`` as a user times it: ``long`` steps minus
+    ``short`` steps (each on a fresh model, after an untimed run of ``short`` steps that warms
+    the process up), per step, and the guard's and the input's shares of that difference."""
+    import keras_metainit as km
+
+    runs = [km.meta_initialize(make(), data, method, steps=n, batch_size=batch, seed=0,
+                               verbose=0) for n in (short, short, long)][1:]
+    wall = runs[1].wall_time - runs[0].wall_time
+    return {"wall_ms": wall / (long - short) * 1e3, "wall_steps": [short, long],
+            "guard_share": (runs[1].guard_time - runs[0].guard_time) / wall,
+            "data_share": (runs[1].data_time - runs[0].data_time) / wall}
+
+
+def child(model_name: str, method: str, steps: int, wall_steps=None) -> dict:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from keras_metainit.experiments import data, models
@@ -95,17 +114,19 @@ def child(model_name: str, method: str, steps: int) -> dict:
         return {"ms": ms, "peak_mb": tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20}
     ms, report = init_step_ms(make, method, (x, y), batch, steps)
     peak_mb = tf.config.experimental.get_memory_info("CPU:0")["peak"] / 2**20
+    wall = wall_per_step(make, method, (x, y), batch, *wall_steps) if wall_steps else {}
     # the ratio's denominator: training steps in this process, right after the method's steps,
     # so that a change in the shared machine's speed between processes does not enter the ratio
     train_ms = train_step_ms(make(), x[:batch], y[:batch], steps)
     return {"ms": ms, "train_ms": train_ms, "trace_s": report.trace_time, "peak_mb": peak_mb,
-            "notes": report.notes}
+            "notes": report.notes, **wall}
 
 
-def run_child(model_name: str, method: str, steps: int) -> dict:
+def run_child(model_name: str, method: str, steps: int, wall_steps=None) -> dict:
     env = dict(os.environ, TF_CPU_ALLOCATOR_USE_BFC="true", TF_CPP_MIN_LOG_LEVEL="3")
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", model_name, method,
-                          str(steps)], env=env, capture_output=True, text=True)
+                          str(steps), *map(str, wall_steps or [])], env=env, capture_output=True,
+                         text=True)
     if out.returncode:
         return {"error": (out.stderr.strip().splitlines() or ["?"])[-1][:120]}
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -115,12 +136,16 @@ def main():
     if "--child" in sys.argv:
         i = sys.argv.index("--child")
         name, method, steps = sys.argv[i + 1], sys.argv[i + 2], int(sys.argv[i + 3])
-        print(json.dumps(child(name, method, steps)))
+        wall_steps = [int(n) for n in sys.argv[i + 4:i + 6]]
+        print(json.dumps(child(name, method, steps, wall_steps)))
         return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--models", nargs="+", default=["mlp", "cnn", "resnet"], choices=list(TARGETS))
     p.add_argument("--methods", nargs="+", default=["metainit", "gradinit", "gradcosine"])
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--wall-steps", type=int, nargs=2, default=[10, 60], metavar=("SHORT", "LONG"),
+                   help="the wall time per step is that of LONG steps minus SHORT steps, per "
+                        "step (ResNet50V2: not measured)")
     p.add_argument("--repeats", type=int, default=3,
                    help="fresh processes per method on the MLP and CNN; the run of median ratio "
                         "is shown with the range (ResNet50V2: one)")
@@ -151,10 +176,12 @@ def main():
         for method in args.methods:
             runs = entry["methods"][method] = []
             for _ in range(repeats):
-                runs.append(run_child(name, method, steps))
+                runs.append(run_child(name, method, steps,
+                                      None if name == "resnet" else args.wall_steps))
                 print(f"  {LABELS[name]}, {method}: {runs[-1]}", flush=True)
     payload = record.write(record.path_for(args, "step_cost"),
-                           {"steps": args.steps, "repeats": args.repeats, "models": models})
+                           {"steps": args.steps, "repeats": args.repeats,
+                            "wall_steps": args.wall_steps, "models": models})
     print(render.render_step_cost(payload))
 
 

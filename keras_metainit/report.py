@@ -42,6 +42,10 @@ class InitReport:
         step_time: median seconds per step after the first (which traces and compiles).
         trace_time: seconds until the first step returned (the start's evaluation and the first
             step: tracing and compiling the graph dominate on large models).
+        guard_time: seconds of the best-scales guard's checks after the steps (scoring the
+            probe batch every ``steps // 20`` steps and after the last); ``data_time``: seconds
+            spent waiting for the next batch. Both are part of ``wall_time``, not of
+            ``step_time``.
         notes: anything the user should know (precision, skipped tensors, restorations).
         stages: for a chain of methods (``method=["lsuv", "gradinit"]``), each stage's own
             report, in order; the fields above then hold the last learned stage's metrics and
@@ -65,6 +69,8 @@ class InitReport:
     wall_time: float = 0.0
     step_time: float = float("nan")
     trace_time: float = float("nan")
+    guard_time: float = 0.0
+    data_time: float = 0.0
     traces: int = 0
     notes: List[str] = dataclasses.field(default_factory=list)
     stages: List["InitReport"] = dataclasses.field(default_factory=list)

@@ -189,3 +189,18 @@ def test_regimes_best_picks_each_kinds_best_row():
     assert out[0].startswith("| regime | table | best of the suite | best analytic init |")
     assert out[2] == ("| 3. Residual | res20 | MetaInit: 0.800 ± 0.010 (1/5 diverged) | "
                       "AnyInit: 0.600 ± 0.010 (0/5 diverged) | - |")
+
+
+def test_step_cost_shows_the_wall_per_step_where_it_was_measured():
+    train = {"ms": 2.0, "peak_mb": 10.0}
+    run = {"ms": 8.0, "train_ms": 2.0, "trace_s": 3.0, "peak_mb": 20.0, "notes": []}
+    results = {"models": {"mlp": {"label": "MLP", "targets": {"metainit": 4.0}, "train": train,
+                                  "methods": {"metainit": [dict(run, wall_ms=12.0,
+                                                                guard_share=0.25,
+                                                                data_share=0.05)],
+                                              "gradinit": [run]}}}}
+    lines = render.render_step_cost(results).splitlines()
+    assert lines[0].endswith("| wall per step: ratio (guard, input) |")
+    assert lines[3].startswith("| MLP | metainit | 8.0 | 4.00 (2.0) |")
+    assert lines[3].endswith("| 6.00 (25%, 5%) |")
+    assert lines[4].endswith("| - |")  # a run without the measurement

@@ -309,9 +309,14 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
                 report.history[n].append(float(out[n]))
             report.constraint_steps += int(out["constraint"])
             report.steps_run = t + 1
+            t1 = time.perf_counter()
             guard.after_step(t + 1)
+            t2 = time.perf_counter()
             progress.update(t + 1, {n: float(out[n]) for n in method.metric_names})
+            t3 = time.perf_counter()
             batches = next(it)
+            report.guard_time += t2 - t1
+            report.data_time += time.perf_counter() - t3
     except KeyboardInterrupt:
         interrupted = True
         raise

@@ -56,6 +56,9 @@ def test_the_run_ends_at_the_best_scales_on_the_probe_batch():
                                 batch_size=32, seed=0, verbose=0)
     assert not report.kept_start
     assert report.after["gq"] < report.before["gq"]
+    # the wall time's parts besides the steps: the guard's 20 checks and the waits for batches
+    assert report.guard_time > 0 and report.data_time > 0
+    assert report.guard_time + report.data_time < report.wall_time - report.trace_time
     x = np.asarray(tf.random.stateless_normal((32, 784), (0, 0)))
     assert np.all(np.isfinite(model.predict(x, verbose=0)))
 

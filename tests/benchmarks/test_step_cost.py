@@ -1,0 +1,31 @@
+"""benchmarks/step_cost.py: the wall time per step as a user times it (long run minus short run,
+per step) and its guard and input shares, from the reports of the runs."""
+import os
+import types
+
+import pytest
+
+import keras_metainit as km
+
+BENCH = os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks")
+
+
+@pytest.mark.backend_neutral
+def test_wall_per_step_splits_the_difference_of_two_runs(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.abspath(BENCH))
+    import step_cost
+
+    calls = []
+
+    def fake(model, data, method, steps, **kwargs):
+        """A run of ``steps``: 2 s of tracing, then per step 30 ms: 20 step, 6 guard, 1 data."""
+        calls.append(steps)
+        return types.SimpleNamespace(wall_time=2.0 + 0.03 * steps, guard_time=0.006 * steps,
+                                     data_time=0.001 * steps)
+
+    monkeypatch.setattr(km, "meta_initialize", fake)
+    out = step_cost.wall_per_step(lambda: None, "metainit", None, 32, 10, 60)
+    assert calls == [10, 10, 60]  # the first run warms the process up and is not timed
+    assert out["wall_steps"] == [10, 60]
+    assert out["wall_ms"] == pytest.approx(30.0)
+    assert out["guard_share"] == pytest.approx(0.2) and out["data_share"] == pytest.approx(1 / 30)

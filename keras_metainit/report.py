@@ -43,7 +43,7 @@ class InitReport:
         trace_time: seconds until the first step returned (the start's evaluation and the first
             step: tracing and compiling the graph dominate on large models).
         guard_time: seconds of the best-scales guard's checks after the steps (scoring the
-            probe batch every ``steps // 20`` steps and after the last); ``data_time``: seconds
+            probe batch at most ten times, the last step among them); ``data_time``: seconds
             spent waiting for the next batch. Both are part of ``wall_time``, not of
             ``step_time``.
         notes: anything the user should know (precision, skipped tensors, restorations).

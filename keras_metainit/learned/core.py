@@ -352,16 +352,19 @@ class _BestScales:
     where it was not; then a point that violates the method's gradient-norm bound ranks below
     any point that satisfies it; then the smaller objective wins (for MetaInit the gradient
     quotient). A non-finite value never wins. The scales are scored at the start, every
-    ``steps // 20`` steps and after the last step; the run writes the best, so a method whose
-    steps make its objective worse leaves the model as it was.
+    ``ceil(steps / CHECKS)`` steps (the last step among them) and after the last step: at most
+    :attr:`CHECKS` + 1 evaluations of the objective, without its gradient, whatever the number of
+    steps, so the guard is a fixed cost of a run rather than a share of every step (MetaInit,
+    8x256 MLP: an evaluation is about half a step; ``benchmarks/step_cost.py``). The run writes
+    the best, so a method whose steps make its objective worse leaves the model as it was.
     """
 
-    CHECKS = 20
+    CHECKS = 10
 
     def __init__(self, eval_fn, probe, scales, steps: int, spread_fn):
         self.eval_fn, self.probe, self.variable = eval_fn, probe, scales
         self.spread_fn = spread_fn
-        self.every = max(1, steps // self.CHECKS)
+        self.every = max(1, -(-steps // self.CHECKS))
         self.steps = steps
         self.start_spread, magnitude = spread_fn()
         self.no_signal = self.start_spread <= CONSTANT_SPREAD * max(1.0, magnitude)

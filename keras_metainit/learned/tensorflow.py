@@ -55,20 +55,24 @@ class TensorFlowRun(Run):
     def _objective(self, scales, shards_):
         return self.method.objective(self.loss_fn, self.params_at(scales), shards_)
 
-    def _run(self, s, batches):
-        """The objective over the whole batch and its gradient w.r.t. the scales.
+    def _run(self, s, batches, grad: bool = True):
+        """The objective over the whole batch and (``grad``) its gradient w.r.t. the scales.
 
         One device: the batch as it is, or in micro-batches. Under a strategy: each replica's
         part (in micro-batches), summed across replicas (:mod:`keras_metainit.shards`).
 
         Returns:
-            ``(value, grad, constraint, metrics, batch_ok)``.
+            ``(value, grad, constraint, metrics, batch_ok)``; ``grad`` None without ``grad``.
         """
 
         def local(batches, offset, across):
             bad = tf.cast(tf.logical_not(all_finite(batches)), tf.float32)
             batch_ok = (across(bad) if across else bad) == 0.0
             parts = shards.split(batches, self.micro_batches, offset)
+            if not grad:
+                value, constraint, metrics = shards.values(self._objective, s, parts, self.size,
+                                                           across)
+                return value, None, constraint, metrics, batch_ok
             value, g, constraint, metrics = shards.value_and_grad(
                 self._objective, s, parts, self.size, across)
             return value, g, constraint, metrics, batch_ok
@@ -93,25 +97,30 @@ class TensorFlowRun(Run):
         # every replica holds the same (reduced) results
         return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], out)
 
-    def step(self, batches, apply):
-        """One compiled step: objective, its gradient w.r.t. the scales, and the guarded update,
-        written only if ``apply`` (a bool tensor). With ``apply`` false the step is the guard's
-        evaluation at the current scales: one traced function serves both (measured on
-        ResNet50V2, batch 16: the same 144 s to the end of a 3-step run as with a separate
-        value-only function, whose trace shared most of the step's), for the price of a
-        gradient at every check."""
+    def step(self, batches):
+        """One compiled step: objective, its gradient w.r.t. the scales, and the guarded update
+        (written only where it is finite)."""
         self.traces += 1  # runs at trace time only
         s = self.scales.read_value()
         value, grads, constraint, metrics, batch_ok = self._run(s, batches)
         state = {k: v.read_value() for k, v in self.state.items()}
         ok, new_s, new_state = guarded_update(self.transform, value, grads, state, s,
                                               self.base_norms, constraint, batch_ok)
-        write = ok & apply
-        self.scales.assign(tf.where(write, new_s, s))
+        self.scales.assign(tf.where(ok, new_s, s))
         for k, var in self.state.items():
-            var.assign(tf.where(write, new_state[k], state[k]))
+            var.assign(tf.where(ok, new_state[k], state[k]))
         return {**metrics, "value": value, "ok": ok, "batch_ok": batch_ok,
                 "constraint": constraint}
+
+    def evaluate(self, batches):
+        """The guard's evaluation at the current scales: the objective without its gradient
+        (``(value, constraint, metrics, batch_ok)``), compiled on its own. It costs a trace of
+        its own (the objective's, one derivative order below the step's) and saves the scale
+        gradient at every check: MetaInit on the 8x256 MLP, an evaluation is about half a step
+        (``benchmarks/step_cost.py``)."""
+        value, _, constraint, metrics, batch_ok = self._run(self.scales.read_value(), batches,
+                                                            grad=False)
+        return value, constraint, metrics, batch_ok
 
 
 def _compiled(fn, signature, report: InitReport):
@@ -191,12 +200,8 @@ def run(model, method, dataset, loss_spec, steps, verbose, report, strategy=None
                             f"{size // (replicas * micro_batches)} examples each")
     it = iter(steps_ds)
     spec = steps_ds.element_spec
-    compiled = _compiled(run.step, [spec, tf.TensorSpec([], tf.bool)], report)
-    names = method.metric_names
-
-    def evaluate(batches):
-        out = compiled(batches, tf.constant(False))
-        return out["value"], out["constraint"], {n: out[n] for n in names}, out["batch_ok"]
+    step = _compiled(run.step, [spec], report)
+    evaluate = _compiled(run.evaluate, [spec], report)
 
     def inputs_of(batches):  # a step's first batch's x, whole (every replica's part)
         x = batches[0][0]
@@ -205,5 +210,4 @@ def run(model, method, dataset, loss_spec, steps, verbose, report, strategy=None
         return tf.nest.map_structure(
             lambda t: tf.concat(strategy.experimental_local_results(t), 0), x)
 
-    return drive(run, method, it, lambda batches: compiled(batches, tf.constant(True)), evaluate,
-                 steps, verbose, report, started, inputs_of)
+    return drive(run, method, it, step, evaluate, steps, verbose, report, started, inputs_of)

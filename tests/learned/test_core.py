@@ -56,11 +56,52 @@ def test_the_run_ends_at_the_best_scales_on_the_probe_batch():
                                 batch_size=32, seed=0, verbose=0)
     assert not report.kept_start
     assert report.after["gq"] < report.before["gq"]
-    # the wall time's parts besides the steps: the guard's 20 checks and the waits for batches
+    # the wall time's parts besides the steps: the guard's checks and the waits for batches
     assert report.guard_time > 0 and report.data_time > 0
     assert report.guard_time + report.data_time < report.wall_time - report.trace_time
     x = np.asarray(tf.random.stateless_normal((32, 784), (0, 0)))
     assert np.all(np.isfinite(model.predict(x, verbose=0)))
+
+
+@pytest.mark.parametrize("steps", [1, 5, 10, 19, 37, 100, 1001])
+def test_the_guard_scores_at_most_checks_plus_one_points_the_last_among_them(steps):
+    """The guard is a fixed cost of a run: the start, then at most CHECKS points, the last
+    step always among them, however many steps."""
+    scored = []
+
+    class Scales:
+        value = 0.0
+
+        def numpy(self):
+            return np.array([self.value])
+
+    scales = Scales()
+
+    def evaluate(probe):
+        scored.append(scales.value)
+        return -scales.value, False, {"v": -scales.value}, True
+
+    guard = core._BestScales(evaluate, None, scales, steps, lambda: (1.0, 1.0))
+    for done in range(1, steps + 1):
+        scales.value = float(done)
+        guard.after_step(done)
+    assert scored[0] == 0.0 and scored[-1] == steps
+    assert len(scored) <= core._BestScales.CHECKS + 1
+    assert len(scored) == min(steps, core._BestScales.CHECKS) + 1 or steps % guard.every
+    assert guard.improved and guard.scales[0] == steps  # the objective falls with every step
+
+
+@pytest.mark.backend_neutral
+@pytest.mark.parametrize("method", ["metainit", "gradinit", "gradcosine"])
+def test_the_guards_evaluation_is_the_steps_objective(method):
+    """The guard scores the start without the scale gradient; the first step computes the same
+    objective at the same scales on the same (probe) batch, with it."""
+    x = np.asarray(tf.random.stateless_normal((64, 784), (1, 2)))
+    y = np.arange(64) % 10
+    report = km.meta_initialize(mlp(), (x, y), method=method, steps=2, batch_size=32, seed=0,
+                                verbose=0)
+    for name, values in report.history.items():
+        np.testing.assert_allclose(values[0], report.before[name], rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.backend_neutral

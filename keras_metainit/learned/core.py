@@ -211,7 +211,8 @@ class FunctionalRun(Run):
                                               self.base_norms, constraint, batch_ok)
         keep = lambda new, old: ops.where(ok, new, old)  # noqa: E731
         return (keep(new_s, scales), keras.tree.map_structure(keep, new_state, state),
-                {**metrics, "ok": ok, "batch_ok": batch_ok, "constraint": constraint})
+                {**metrics, "value": value, "ok": ok, "batch_ok": batch_ok,
+                 "constraint": constraint})
 
     def _eval_fn(self, scales, weights, batches):
         value, constraint, metrics = shards.values(
@@ -269,11 +270,10 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
     ``inputs_of(batches)`` gives the model inputs of a step's first batch, on which the guard
     checks that the model still responds to its input.
     """
-    probe = next(it)  # the fixed batch every candidate is scored on
+    probe = next(it)  # the fixed batch every candidate is scored on, and the first step's
     first = time.perf_counter()
     probe_inputs = inputs_of(probe)
     guard = _BestScales(eval_fn, probe, run.scales, steps, lambda: run.spread(probe_inputs))
-    report.before = guard.before
     if guard.no_signal:
         note = (f"no signal: the outputs do not depend on the input (their spread over the probe "
                 f"batch is {guard.start_spread:.2g}: every prediction is the same); scaling "
@@ -299,6 +299,8 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
                 raise data_lib.DataError(
                     f"A batch of `data` contains NaN or Inf (step {t}); the model is unchanged."
                 )
+            if t == 0:  # the first step's objective, on the probe at the start: the start's score
+                report.before = guard.start(out)
             if not out["ok"]:
                 report.stopped_early = (f"non-finite objective, gradient or scale at step {t}; "
                                         "kept the best scales before it")
@@ -351,7 +353,8 @@ class _BestScales:
     however low its objective, so a run never writes back scales that leave the output constant
     where it was not; then a point that violates the method's gradient-norm bound ranks below
     any point that satisfies it; then the smaller objective wins (for MetaInit the gradient
-    quotient). A non-finite value never wins. The scales are scored at the start, every
+    quotient). A non-finite value never wins. The scales are scored at the start (by the first
+    step, which runs on the probe batch and computes the objective there), every
     ``ceil(steps / CHECKS)`` steps (the last step among them) and after the last step: at most
     :attr:`CHECKS` + 1 evaluations of the objective, without its gradient, whatever the number of
     steps, so the guard is a fixed cost of a run rather than a share of every step (MetaInit,
@@ -369,14 +372,25 @@ class _BestScales:
         self.start_spread, magnitude = spread_fn()
         self.no_signal = self.start_spread <= CONSTANT_SPREAD * max(1.0, magnitude)
         self.dead = None  # (step, spread) of the first dead candidate
-        score, metrics, batch_ok = self._score(self.start_spread)
-        if not batch_ok:
-            raise data_lib.DataError("The first batch of `data` contains NaN or Inf.")
-        self.start_score = self.best = score
-        self.before = self.metrics = metrics
+        self.start_score = self.best = (False, False, math.inf)
+        self.before = self.metrics = self.last_metrics = {}
         self.scales = scales.numpy()
-        self.last_metrics = metrics
         self.improved = False
+
+    def start(self, out) -> dict:
+        """Score the start from the first step's outputs (``value``, ``constraint`` and the
+        metrics, computed on the probe batch at the start's scales before the step's update):
+        the same computation as an evaluation, with no call of its own. Returns its metrics."""
+        metrics = {n: float(out[n]) for n in out if n not in ("value", "ok", "batch_ok",
+                                                                "constraint")}
+        self.start_score = self.best = self._ranked(self.start_spread, out["value"],
+                                                    out["constraint"])
+        self.before = self.metrics = self.last_metrics = metrics
+        return metrics
+
+    def _ranked(self, spread: float, value, constraint) -> tuple:
+        value = float(value)
+        return (self._is_dead(spread), bool(constraint), value if math.isfinite(value) else math.inf)
 
     def _is_dead(self, spread: float) -> bool:
         return not self.no_signal and not (
@@ -384,10 +398,8 @@ class _BestScales:
 
     def _score(self, spread: float):
         value, constraint, metrics, batch_ok = self.eval_fn(self.probe)
-        value = float(value)
         metrics = {n: float(v) for n, v in metrics.items()}
-        return ((self._is_dead(spread), bool(constraint),
-                 value if math.isfinite(value) else math.inf), metrics, bool(batch_ok))
+        return self._ranked(spread, value, constraint), metrics, bool(batch_ok)
 
     def after_step(self, done: int) -> None:
         """Score the current scales if a check falls on step ``done``; keep them if best."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from typing import Any, Dict, List, Optional
 
 import keras
@@ -188,15 +189,25 @@ def resolve_verbose(verbose) -> int:
 class Progress:
     """A Keras progress bar for verbose=1, one line per call for verbose=2, nothing for 0."""
 
+    #: seconds between two updates of the bar: the run reads its metrics back from the device
+    #: only then (and at the guard's checks), not at every step
+    INTERVAL = 0.1
+
     def __init__(self, target: int, verbose: int, title: str, metrics=()):
         self.verbose = verbose
+        self.last = -math.inf
         if verbose == 1:
             print(title)
             # stateful: show each metric's latest value, not a running average
             self.bar = keras.utils.Progbar(target, verbose=1, unit_name="step",
                                            stateful_metrics=list(metrics))
 
+    def due(self) -> bool:
+        """Whether the bar wants an update now (verbose=1, :attr:`INTERVAL` since the last)."""
+        return self.verbose == 1 and time.perf_counter() - self.last >= self.INTERVAL
+
     def update(self, current: int, values: Dict[str, float]):
+        self.last = time.perf_counter()
         if self.verbose == 1:
             self.bar.update(current, [(k, v) for k, v in values.items()], finalize=False)
 

@@ -24,24 +24,13 @@ from keras import ops
 
 from keras_metainit import data as data_lib
 from keras_metainit import shards
+from keras_metainit.learned.guard import BestScales, output_spread
 from keras_metainit.methods.base import LearnedMethod
 from keras_metainit.model_fn import make_forward, make_loss_fn
 from keras_metainit.report import InitReport, Progress
 
 __all__ = ["Run", "FunctionalRun", "start", "drive", "select", "scaled", "all_finite",
-           "guarded_update", "write_scales", "output_spread", "refuse_tensorflow_options"]
-
-#: The outputs are *constant* (every prediction the same) where their spread over the probe
-#: batch is at most this times ``max(1, mean |output|)``: e.g. the logits of ~1e-11 that
-#: MobileNetV3Small (weights=None, 32×32) starts with, or a 20-layer ReLU MLP at ×0.1 He (~1e-14).
-CONSTANT_SPREAD = 1e-6
-#: A candidate is *dead* where the start was not constant and its spread fell below both
-#: ``DEAD_RATIO`` times the start's and ``DEAD_SPREAD`` (in output units: logits, predictions):
-#: the model has stopped responding to its input (a classifier head driven to the norm floor
-#: gives a uniform softmax for every input).
-DEAD_RATIO = 1e-2
-DEAD_SPREAD = 1e-2
-
+           "guarded_update", "write_scales", "refuse_tensorflow_options"]
 
 def _he_norm(shape) -> float:
     """Expected norm of a He-normal kernel of this shape, ``sqrt(2 · units)``.
@@ -99,16 +88,6 @@ def guarded_update(transform, value, grads, state, scales, base_norms, constrain
     ok = (batch_ok & ops.isfinite(value) & ops.all(ops.isfinite(grads))
           & ops.all(ops.isfinite(new_s)))
     return ok, new_s, new_state
-
-
-def output_spread(outputs):
-    """``(spread, magnitude)``: the standard deviation over the batch of every output unit,
-    averaged over units and outputs, and the mean absolute output (scalar tensors)."""
-    flat = [ops.reshape(ops.cast(t, "float32"), (ops.shape(t)[0], -1))
-            for t in keras.tree.flatten(outputs)]
-    spread = ops.mean(ops.stack([ops.mean(ops.std(t, axis=0)) for t in flat]))
-    magnitude = ops.mean(ops.stack([ops.mean(ops.abs(t)) for t in flat]))
-    return spread, magnitude
 
 
 def write_scales(variables, tuned, scales: np.ndarray) -> None:
@@ -273,7 +252,7 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
     probe = next(it)  # the fixed batch every candidate is scored on, and the first step's
     first = time.perf_counter()
     probe_inputs = inputs_of(probe)
-    guard = _BestScales(eval_fn, probe, run.scales, steps, lambda: run.spread(probe_inputs))
+    guard = BestScales(eval_fn, probe, run.scales, steps, lambda: run.spread(probe_inputs))
     if guard.no_signal:
         note = (f"no signal: the outputs do not depend on the input (their spread over the probe "
                 f"batch is {guard.start_spread:.2g}: every prediction is the same); scaling "
@@ -285,40 +264,56 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
     progress = Progress(steps, verbose, f"{type(method).__name__}: {steps} steps",
                         method.metric_names)
     interrupted = bad_data = False
-    step_times: List[float] = []
+    step_times: List[float] = []  # seconds per step after the first, by block
+    pending: list = []  # the steps' outputs since the last read-back, on the device
+    stopped = None  # why the run stops early
     try:
-        batches = probe
+        batches, block = probe, time.perf_counter()
         for t in range(steps):
-            t0 = time.perf_counter()
-            out = {n: ops.convert_to_numpy(v) for n, v in step_fn(batches).items()}
-            step_times.append(time.perf_counter() - t0)
-            if t == 0:
-                report.trace_time = time.perf_counter() - first
-            if not out["batch_ok"]:
-                bad_data = True
-                raise data_lib.DataError(
-                    f"A batch of `data` contains NaN or Inf (step {t}); the model is unchanged."
-                )
-            if t == 0:  # the first step's objective, on the probe at the start: the start's score
-                report.before = guard.start(out)
-            if not out["ok"]:
-                report.stopped_early = (f"non-finite objective, gradient or scale at step {t}; "
-                                        "kept the best scales before it")
-                warnings.warn(f"{type(method).__name__}: {report.stopped_early}.", RuntimeWarning,
-                              stacklevel=3)
-                break
-            for n in method.metric_names:
-                report.history[n].append(float(out[n]))
-            report.constraint_steps += int(out["constraint"])
-            report.steps_run = t + 1
-            t1 = time.perf_counter()
-            guard.after_step(t + 1)
-            t2 = time.perf_counter()
-            progress.update(t + 1, {n: float(out[n]) for n in method.metric_names})
+            pending.append(step_fn(batches))
+            done = t + 1
+            # The outputs stay on the device (no host round-trip per step) until the first step
+            # (trace time, the start's score), a check of the guard, the progress bar's next
+            # update or the last step; the steps between are judged in order then. A step whose
+            # write was refused (not ok) changed nothing, and those after it in the block are
+            # dropped with it: the guard holds the best scales as they were scored.
+            if t == 0 or guard.due(done) or progress.due():
+                outs = [{n: ops.convert_to_numpy(v) for n, v in o.items()} for o in pending]
+                now = time.perf_counter()
+                if t == 0:
+                    report.trace_time = now - first
+                else:
+                    step_times += [(now - block) / len(outs)] * len(outs)
+                for k, out in enumerate(outs, done - len(outs)):
+                    if not out["batch_ok"]:
+                        bad_data = True
+                        raise data_lib.DataError(f"A batch of `data` contains NaN or Inf (step "
+                                                 f"{k}); the model is unchanged.")
+                    if k == 0:  # the first step's objective, on the probe at the start's scales
+                        report.before = guard.start(out)
+                    if not out["ok"]:
+                        stopped = (f"non-finite objective, gradient or scale at step {k}; kept "
+                                   "the best scales before it")
+                        break
+                    for n in method.metric_names:
+                        report.history[n].append(float(out[n]))
+                    report.constraint_steps += int(out["constraint"])
+                    report.steps_run = k + 1
+                pending = []
+                if stopped:
+                    report.stopped_early = stopped
+                    warnings.warn(f"{type(method).__name__}: {stopped}.", RuntimeWarning,
+                                  stacklevel=3)
+                    break
+                t1 = time.perf_counter()
+                guard.after_step(done)
+                report.guard_time += time.perf_counter() - t1
+                progress.update(done, {n: report.history[n][-1] for n in method.metric_names})
+                block = time.perf_counter()
             t3 = time.perf_counter()
             batches = next(it)
-            report.guard_time += t2 - t1
             report.data_time += time.perf_counter() - t3
+            block += time.perf_counter() - t3  # the wait for a batch is not a step's time
     except KeyboardInterrupt:
         interrupted = True
         raise
@@ -341,92 +336,6 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
     report.wall_time = time.perf_counter() - started
     progress.done(report)
     return report
-
-
-class _BestScales:
-    """The run's guard: the best scales it reached, scored by the method's own objective on one
-    fixed probe batch, and never worse than the start.
-
-    A candidate is scored by ``(dead, constraint, value)``: a point where the model has stopped
-    responding to its input (*dead*: the spread of its outputs over the probe batch fell below
-    :data:`DEAD_RATIO` of the start's and below :data:`DEAD_SPREAD`) ranks below any live one,
-    however low its objective, so a run never writes back scales that leave the output constant
-    where it was not; then a point that violates the method's gradient-norm bound ranks below
-    any point that satisfies it; then the smaller objective wins (for MetaInit the gradient
-    quotient). A non-finite value never wins. The scales are scored at the start (by the first
-    step, which runs on the probe batch and computes the objective there), every
-    ``ceil(steps / CHECKS)`` steps (the last step among them) and after the last step: at most
-    :attr:`CHECKS` + 1 evaluations of the objective, without its gradient, whatever the number of
-    steps, so the guard is a fixed cost of a run rather than a share of every step (MetaInit,
-    8x256 MLP: an evaluation is about half a step; ``benchmarks/step_cost.py``). The run writes
-    the best, so a method whose steps make its objective worse leaves the model as it was.
-    """
-
-    CHECKS = 10
-
-    def __init__(self, eval_fn, probe, scales, steps: int, spread_fn):
-        self.eval_fn, self.probe, self.variable = eval_fn, probe, scales
-        self.spread_fn = spread_fn
-        self.every = max(1, -(-steps // self.CHECKS))
-        self.steps = steps
-        self.start_spread, magnitude = spread_fn()
-        self.no_signal = self.start_spread <= CONSTANT_SPREAD * max(1.0, magnitude)
-        self.dead = None  # (step, spread) of the first dead candidate
-        self.start_score = self.best = (False, False, math.inf)
-        self.before = self.metrics = self.last_metrics = {}
-        self.scales = scales.numpy()
-        self.improved = False
-
-    def start(self, out) -> dict:
-        """Score the start from the first step's outputs (``value``, ``constraint`` and the
-        metrics, computed on the probe batch at the start's scales before the step's update):
-        the same computation as an evaluation, with no call of its own. Returns its metrics."""
-        metrics = {n: float(out[n]) for n in out if n not in ("value", "ok", "batch_ok",
-                                                                "constraint")}
-        self.start_score = self.best = self._ranked(self.start_spread, out["value"],
-                                                    out["constraint"])
-        self.before = self.metrics = self.last_metrics = metrics
-        return metrics
-
-    def _ranked(self, spread: float, value, constraint) -> tuple:
-        value = float(value)
-        return (self._is_dead(spread), bool(constraint), value if math.isfinite(value) else math.inf)
-
-    def _is_dead(self, spread: float) -> bool:
-        return not self.no_signal and not (
-            spread >= DEAD_RATIO * self.start_spread or spread >= DEAD_SPREAD)
-
-    def _score(self, spread: float):
-        value, constraint, metrics, batch_ok = self.eval_fn(self.probe)
-        metrics = {n: float(v) for n, v in metrics.items()}
-        return self._ranked(spread, value, constraint), metrics, bool(batch_ok)
-
-    def after_step(self, done: int) -> None:
-        """Score the current scales if a check falls on step ``done``; keep them if best."""
-        if done % self.every and done != self.steps:
-            return
-        spread, _ = self.spread_fn()
-        score, metrics, _ = self._score(spread)
-        if score[0] and self.dead is None:
-            self.dead = (done, spread)
-        self.last_metrics = metrics
-        if score < self.best:
-            self.best, self.metrics, self.scales = score, metrics, self.variable.numpy()
-            self.improved = True
-
-    def dead_note(self) -> str:
-        step, spread = self.dead
-        kept = ("the best responsive scales were written back" if self.improved
-                else "the model is unchanged")
-        return (f"kept responsive: from step {step} the outputs stopped responding to the input "
-                f"(spread over the probe batch {self.start_spread:.3g} at the start, "
-                f"{spread:.3g} then); such scales are never kept, {kept}")
-
-    def kept_start_note(self, headline: str) -> str:
-        return (f"kept the start: no scales this run reached scored better than the start on the "
-                f"probe batch ({headline} {self.before.get(headline, float('nan')):.4g} at the "
-                f"start, {self.last_metrics.get(headline, float('nan')):.4g} at the last check); "
-                "the model is unchanged")
 
 
 def _tensor_table(run: Run, scales: np.ndarray, report: InitReport) -> None:

@@ -8,6 +8,7 @@ import tensorflow as tf
 import keras_metainit as km
 from keras_metainit import scale_opt
 from keras_metainit.learned import core
+from keras_metainit.learned import guard as guard_lib
 
 
 def mlp(depth=3, width=16, scale=1.0, seed=0):
@@ -81,13 +82,13 @@ def test_the_guard_evaluates_at_most_checks_points_the_last_among_them(steps):
         scored.append(scales.value)
         return -scales.value, False, {"v": -scales.value}, True
 
-    guard = core._BestScales(evaluate, None, scales, steps, lambda: (1.0, 1.0))
+    guard = guard_lib.BestScales(evaluate, None, scales, steps, lambda: (1.0, 1.0))
     assert guard.start({"value": 0.0, "constraint": False, "ok": True, "v": 0.0}) == {"v": 0.0}
     for done in range(1, steps + 1):
         scales.value = float(done)
         guard.after_step(done)
-    assert scored[-1] == steps and len(scored) <= core._BestScales.CHECKS
-    assert len(scored) == min(steps, core._BestScales.CHECKS) or steps % guard.every
+    assert scored[-1] == steps and len(scored) <= guard_lib.BestScales.CHECKS
+    assert len(scored) == min(steps, guard_lib.BestScales.CHECKS) or steps % guard.every
     assert guard.improved and guard.scales[0] == steps  # the objective falls with every step
 
 
@@ -182,7 +183,7 @@ def test_metainit_never_leaves_the_classifier_head_dead():
     report = model.meta_initialize((x, y), method="metainit", steps=5, batch_size=16,
                                    verbose=0, seed=0)
     after = _spread(model, x[:64])
-    assert after >= core.DEAD_RATIO * before, (before, after)
+    assert after >= guard_lib.DEAD_RATIO * before, (before, after)
     assert any(n.startswith("kept responsive") for n in report.notes), report.notes
 
 
@@ -229,9 +230,70 @@ def test_a_responsive_model_gets_no_no_signal_note():
 def test_output_spread_against_numpy():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(8, 3, 2)), rng.normal(size=(8, 5))
-    spread, magnitude = core.output_spread([keras.ops.convert_to_tensor(a, "float32"),
+    spread, magnitude = guard_lib.output_spread([keras.ops.convert_to_tensor(a, "float32"),
                                             keras.ops.convert_to_tensor(b, "float32")])
     want = np.mean([np.std(a.reshape(8, -1), axis=0).mean(), np.std(b, axis=0).mean()])
     np.testing.assert_allclose(float(spread), want, rtol=1e-5)
     np.testing.assert_allclose(float(magnitude), np.mean([np.abs(a).mean(), np.abs(b).mean()]),
                                rtol=1e-5)
+
+
+class _Read:
+    """A step output that records how many steps had been dispatched when it was read back."""
+
+    def __init__(self, value, log, calls):
+        self.value, self.log, self.calls = value, log, calls
+
+    def __array__(self, dtype=None, copy=None):
+        self.log.append(self.calls[0])
+        return np.asarray(self.value, dtype)
+
+
+def _drive(steps, fail_at=None, bad_batch_at=None):
+    """``core.drive`` over a fake run whose step lowers the objective by one each step."""
+    import types
+
+    reads, calls, scale = [], [0], [0.0]
+
+    class Scales:
+        def numpy(self):
+            return np.array([scale[0]])
+
+    def step_fn(batches):
+        k = calls[0]
+        calls[0] += 1
+        ok = k != fail_at
+        if ok:
+            scale[0] = k + 1.0
+        out = {"ok": ok, "batch_ok": k != bad_batch_at, "constraint": False,
+               "value": -float(k), "m": -float(k)}
+        return {n: _Read(v, reads, calls) for n, v in out.items()}
+
+    run = types.SimpleNamespace(scales=Scales(), spread=lambda x: (1.0, 1.0), traces=1,
+                                write_back=lambda s: None, tuned=[], variables=[], norms=[])
+    method = types.SimpleNamespace(metric_names=("m",), name="fake")
+    report = km.InitReport(method="fake", config={})
+    evaluate = lambda probe: (-scale[0], False, {"m": -scale[0]}, True)  # noqa: E731
+    it = iter(lambda: ((np.zeros((2, 3)), np.zeros(2)),), None)
+    core.drive(run, method, it, step_fn, evaluate, steps, 0, report, 0.0)
+    return report, reads
+
+
+def test_the_loop_reads_the_steps_back_only_at_the_first_step_and_the_checks():
+    """No host round-trip per step: with verbose=0 the outputs are read back after the first
+    step and at the guard's checks (at most CHECKS), all of them, in order."""
+    report, reads = _drive(100)
+    assert len(set(reads)) <= guard_lib.BestScales.CHECKS + 1 < 100
+    assert report.history["m"] == [-float(k) for k in range(100)]
+    assert report.steps_run == 100 and report.step_time >= 0
+
+
+def test_a_failed_step_in_a_block_ends_the_run_there():
+    """A step refused (not ok) between two read-backs ends the run at that step, as if it had
+    been read at once; a bad batch raises naming its step."""
+    with pytest.warns(RuntimeWarning, match="step 37"):
+        report, _ = _drive(100, fail_at=37)
+    assert report.steps_run == 37 and "step 37" in report.stopped_early
+    assert report.history["m"] == [-float(k) for k in range(37)]
+    with pytest.raises(ValueError, match="step 23"):
+        _drive(100, bad_batch_at=23)

@@ -10,8 +10,13 @@ the third-order step on TensorFlow and JAX; torch runs eagerly). A backend that 
 cells; the others still run. Device: whatever each backend picks (a GPU where it sees one).
 
 Usage: python benchmarks/step_cost_backends.py [--backends tensorflow jax torch]
-                                               [--models mlp cnn resnet] [--steps 10]
-                                               [--json PATH]
+                                               [--models mlp cnn resnet efficientnet densenet
+                                                nasnet] [--methods ...] [--steps 10]
+                                               [--timeout S] [--json PATH]
+       # the first step on the large keras.applications models, TensorFlow beside JAX:
+       python benchmarks/step_cost_backends.py --backends tensorflow jax --models resnet \
+           efficientnet densenet nasnet --steps 2 --timeout 600 \
+           --json benchmarks/results/large_models.json
        python benchmarks/step_cost.py --backend jax     # TensorFlow and JAX
        python benchmarks/step_cost.py --backend torch   # TensorFlow and torch
 Writes ``benchmarks/results/step_cost_backends.json`` (``--json``) and prints its table
@@ -30,7 +35,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("tensorflow", "jax", "torch")
 METHODS = ("metainit", "gradinit", "gradcosine")
 LABELS = {"mlp": "MLP 8x256, batch 128", "cnn": "CNN 4x32, batch 128",
-          "resnet": "ResNet50V2 32x32, batch 16"}
+          "resnet": "ResNet50V2 32x32, batch 16", "efficientnet": "EfficientNetB0 32x32, batch 16",
+          "densenet": "DenseNet121 32x32, batch 16", "nasnet": "NASNetMobile 32x32, batch 16"}
+#: the keras.applications models (``weights=None``, 32×32×3, 10 classes, batch 16)
+APPLICATIONS = {"resnet": "ResNet50V2", "efficientnet": "EfficientNetB0",
+                "densenet": "DenseNet121", "nasnet": "NASNetMobile"}
 
 
 def _model(name: str):
@@ -38,11 +47,11 @@ def _model(name: str):
     import keras
     import numpy as np
 
-    if name == "resnet":
+    if name in APPLICATIONS:
         rng = np.random.default_rng(0)
         batch = 16
-        return (lambda: keras.applications.ResNet50V2(weights=None, input_shape=(32, 32, 3),
-                                                      classes=10),
+        build = getattr(keras.applications, APPLICATIONS[name])
+        return (lambda: build(weights=None, input_shape=(32, 32, 3), classes=10),
                 rng.normal(size=(8 * batch, 32, 32, 3)).astype("float32"),
                 rng.integers(0, 10, 8 * batch), batch)
     from keras_metainit.experiments import data as datasets
@@ -68,7 +77,7 @@ def _device() -> str:
         return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
 
 
-def child(models, steps: int) -> None:
+def child(models, steps: int, methods=METHODS) -> None:
     """Measure on the backend this process was started with; print one JSON line."""
     sys.path.insert(0, HERE)
     import keras
@@ -77,10 +86,10 @@ def child(models, steps: int) -> None:
     rows = {"device": _device()}
     for name in models:
         make, x, y, batch = _model(name)
-        n = min(steps, 4) if name == "resnet" else steps
+        n = min(steps, 4) if name in APPLICATIONS else steps
         rows[name] = {"training step": {"ms": step_cost.train_step_ms(make(), x[:batch],
                                                                       y[:batch], n)}}
-        for method in METHODS:
+        for method in methods:
             try:
                 ms, report = step_cost.init_step_ms(make, method, (x, y), batch, n)
                 # the ratio's denominator: training steps in this process, right after
@@ -92,11 +101,22 @@ def child(models, steps: int) -> None:
     print("RESULT " + json.dumps(rows), flush=True)
 
 
-def _measure(backend: str, models, steps: int) -> dict:
+def _measure(backend: str, models, steps: int, methods=METHODS, timeout=None) -> dict:
+    """One process for the backend (per model with a ``timeout`` in seconds, which a process
+    that runs past it shows as its error)."""
+    if timeout is not None and len(models) > 1:
+        parts = [_measure(backend, [m], steps, methods, timeout) for m in models]
+        merged = {k: v for part in parts for k, v in part.items()}
+        merged["device"] = next((p["device"] for p in parts if p.get("device")), "?")
+        return merged
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--steps",
-                          str(steps), "--models", *models], env=env, capture_output=True,
-                         text=True)
+    try:
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--steps",
+                              str(steps), "--models", *models, "--methods", *methods], env=env,
+                             capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        late = {"error": f"not done in {timeout:g} s"}
+        return {m: {step: late for step in ("training step", *methods)} for m in models}
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
     if not line:
         last = (out.stderr.strip().splitlines() or ["?"])[-1]
@@ -108,16 +128,21 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     p.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=list(LABELS))
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per model and backend (one process each); a model that runs "
+                        "past it shows 'not done in N s'")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     record.add_argument(p, "step_cost_backends")
     args = p.parse_args(argv)
     if args.child:
-        return child(args.models, args.steps)
-    results = {b: _measure(b, args.models, args.steps) for b in args.backends}
+        return child(args.models, args.steps, args.methods)
+    results = {b: _measure(b, args.models, args.steps, args.methods, args.timeout)
+               for b in args.backends}
     payload = record.write(record.path_for(args, "step_cost_backends"), {
         "steps": args.steps, "models": {m: LABELS[m] for m in args.models},
-        "methods": list(METHODS), "backends": results})
+        "methods": list(args.methods), "backends": results})
     print(render.render_step_cost_backends(payload))
 
 

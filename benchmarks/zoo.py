@@ -16,8 +16,8 @@ Writes ``benchmarks/results/zoo.json`` (``--quick``: ``zoo_small.json``; ``--jso
 another file, e.g. for a run of a few models) and prints the tables (``render.py``'s).
 
 Objective: MetaInit ``gq``; GradInit ``lookahead``; GradCosine ``gc`` (and ``gn``); LSUV and
-Sylvester: the layers set, of those in the report. "trace s" is ``report.trace_time``: the start's
-evaluation and the first step, tracing and compiling included (for layer-wise methods, the whole
+Sylvester: the layers set, of those in the report. "trace s" is ``report.trace_time``: the first
+step, tracing and compiling included (before 6274119, also the start's evaluation) (for layer-wise methods, the whole
 run); "ms/step" the median of the later steps (``report.step_time``); "x fit" its ratio to the median
 ``train_on_batch`` time of the same batch size (SGD, the same loss).
 """

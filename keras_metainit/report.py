@@ -40,9 +40,11 @@ class InitReport:
         constraint_steps: steps that reduced the gradient-norm constraint instead of the objective.
         wall_time: seconds of the whole call (data, tracing, steps, write-back); ``traces``: how
             often the compiled step was traced.
-        step_time: median seconds per step after the first (which traces and compiles).
-        trace_time: seconds until the first step returned (the start's evaluation and the first
-            step: tracing and compiling the graph dominate on large models).
+        step_time: median seconds per step after the first (which traces and compiles); the
+            steps are timed by blocks between two read-backs of their metrics, each step of a
+            block its average.
+        trace_time: seconds until the first step returned (the output spread's forward pass at
+            the start and the first step: tracing and compiling dominate on large models).
         guard_time: seconds of the best-scales guard's checks after the steps (scoring the
             probe batch at most ten times, the last step among them); ``data_time``: seconds
             spent waiting for the next batch. Both are part of ``wall_time``, not of

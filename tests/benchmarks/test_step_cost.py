@@ -29,3 +29,30 @@ def test_wall_per_step_splits_the_difference_of_two_runs(monkeypatch):
     assert out["wall_steps"] == [10, 60]
     assert out["wall_ms"] == pytest.approx(30.0)
     assert out["guard_share"] == pytest.approx(0.2) and out["data_share"] == pytest.approx(1 / 30)
+
+
+def test_a_backend_past_its_timeout_shows_it_in_every_cell_of_its_model(monkeypatch):
+    """step_cost_backends.py --timeout: one process per model; a model whose process runs past
+    the limit shows "not done in N s" in its cells, the other models and backends their
+    figures, and the table renders."""
+    monkeypatch.syspath_prepend(os.path.abspath(BENCH))
+    import render
+    import step_cost_backends as scb
+
+    def fake_run(cmd, timeout=None, **kwargs):
+        model = cmd[cmd.index("--models") + 1]
+        if model == "nasnet":
+            raise scb.subprocess.TimeoutExpired(cmd, timeout)
+        row = {"training step": {"ms": 10.0},
+               "metainit": {"ms": 40.0, "train_ms": 10.0, "first_s": 25.0}}
+        return types.SimpleNamespace(stdout="RESULT " + scb.json.dumps(
+            {"device": "cpu:0", model: row}), stderr="")
+
+    monkeypatch.setattr(scb.subprocess, "run", fake_run)
+    out = scb._measure("tensorflow", ["resnet", "nasnet"], 2, ["metainit"], timeout=60)
+    assert out["device"] == "cpu:0" and out["resnet"]["metainit"]["first_s"] == 25.0
+    assert out["nasnet"]["metainit"] == {"error": "not done in 60 s"}
+    table = render.render_step_cost_backends({
+        "meta": {}, "models": {m: scb.LABELS[m] for m in ("resnet", "nasnet")},
+        "methods": ["metainit"], "backends": {"tensorflow": out}})
+    assert "not done in 60 s" in table and "| 25.0 |" in table

@@ -94,6 +94,10 @@ def run(names, n_seeds: int, quick: bool, tables=None, rows=None, log=_log,
             result["run"] = run_meta
             log("\n" + render.tables().format_table(result) + "\n")
             results.append(result)
+            if save is not None:  # the table whole, not only its rows so far
+                regime["wall_s"] = time.perf_counter() - t0
+                out["wall_s"] = sum(r["wall_s"] for r in out["regimes"])
+                save(out)
         wall = time.perf_counter() - t0
         log(f"(regime {module.NUMBER} {name}: {wall:.0f} s wall)")
         regime["wall_s"] = wall

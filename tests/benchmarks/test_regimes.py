@@ -91,3 +91,15 @@ def test_merge_adds_rows_to_a_table_and_judges_its_claims_again(regimes_cli):
     assert table["verdicts"][0]["winners"] == ["T-Fixup"]
     assert merged["regimes"][0]["wall_s"] == 18 and merged["wall_s"] == 18
     assert regimes_cli.merge({}, new)["regimes"][0]["tables"] == new["regimes"][0]["tables"]
+
+
+def test_a_finished_table_is_saved_whole_before_the_next_starts(regimes_cli):
+    """The results file is written after every row and after every table: a run stopped later
+    keeps each table it finished without the "partial" mark of its rows so far."""
+    saves = []
+    regimes_cli.run(["residual"], 2, True, rows=["He"], log=lambda line: None,
+                    save=lambda out: saves.append(json.loads(json.dumps(out))))
+    last = saves[-1]["regimes"][0]["tables"]
+    assert [t["key"] for t in last] == [t.key for t in regimes_cli.REGIMES["residual"].tables(True)]
+    assert not any(t.get("partial") for t in last)
+    assert any(t.get("partial") for s in saves for t in s["regimes"][0]["tables"])

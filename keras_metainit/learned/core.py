@@ -321,8 +321,8 @@ def drive(run, method, it, step_fn, eval_fn, steps, verbose, report, started,
         if not bad_data and guard.improved:
             run.write_back(guard.scales)
         report.traces = run.traces
-        # the first step includes tracing and compilation
-        report.step_time = float(np.median(step_times[1:])) if len(step_times) > 1 else float("nan")
+        # the steps after the first (which traces and compiles)
+        report.step_time = float(np.median(step_times)) if step_times else float("nan")
         report.after = guard.metrics
         report.kept_start = not guard.improved
         if interrupted:

@@ -284,6 +284,7 @@ def test_the_loop_reads_the_steps_back_only_at_the_first_step_and_the_checks():
     step and at the guard's checks (at most CHECKS), all of them, in order."""
     report, reads = _drive(100)
     assert len(set(reads)) <= guard_lib.BestScales.CHECKS + 1 < 100
+    assert _drive(2)[0].step_time >= 0  # the second step is timed
     assert report.history["m"] == [-float(k) for k in range(100)]
     assert report.steps_run == 100 and report.step_time >= 0
 

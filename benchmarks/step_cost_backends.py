@@ -15,7 +15,7 @@ Usage: python benchmarks/step_cost_backends.py [--backends tensorflow jax torch]
                                                [--timeout S] [--json PATH]
        # the first step on the large keras.applications models, TensorFlow beside JAX:
        python benchmarks/step_cost_backends.py --backends tensorflow jax --models resnet \
-           efficientnet densenet nasnet --steps 2 --timeout 600 \
+           efficientnet densenet nasnet --methods metainit --steps 1 --timeout 180 \
            --json benchmarks/results/large_models.json
        python benchmarks/step_cost.py --backend jax     # TensorFlow and JAX
        python benchmarks/step_cost.py --backend torch   # TensorFlow and torch

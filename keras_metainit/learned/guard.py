@@ -63,7 +63,7 @@ class BestScales:
         self.start_spread, magnitude = spread_fn()
         self.no_signal = self.start_spread <= CONSTANT_SPREAD * max(1.0, magnitude)
         self.dead = None  # (step, spread) of the first dead candidate
-        self.start_score = self.best = (False, False, math.inf)
+        self.best = (False, False, math.inf)
         self.before = self.metrics = self.last_metrics = {}
         self.scales = scales.numpy()
         self.improved = False
@@ -74,8 +74,7 @@ class BestScales:
         the same computation as an evaluation, with no call of its own. Returns its metrics."""
         metrics = {n: float(out[n]) for n in out if n not in ("value", "ok", "batch_ok",
                                                                 "constraint")}
-        self.start_score = self.best = self._ranked(self.start_spread, out["value"],
-                                                    out["constraint"])
+        self.best = self._ranked(self.start_spread, out["value"], out["constraint"])
         self.before = self.metrics = self.last_metrics = metrics
         return metrics
 
@@ -88,9 +87,8 @@ class BestScales:
             spread >= DEAD_RATIO * self.start_spread or spread >= DEAD_SPREAD)
 
     def _score(self, spread: float):
-        value, constraint, metrics, batch_ok = self.eval_fn(self.probe)
-        metrics = {n: float(v) for n, v in metrics.items()}
-        return self._ranked(spread, value, constraint), metrics, bool(batch_ok)
+        value, constraint, metrics, _ = self.eval_fn(self.probe)  # the probe was checked finite
+        return self._ranked(spread, value, constraint), {n: float(v) for n, v in metrics.items()}
 
     def due(self, done: int) -> bool:
         """Whether a check falls after step ``done``."""
@@ -101,7 +99,7 @@ class BestScales:
         if not self.due(done):
             return
         spread, _ = self.spread_fn()
-        score, metrics, _ = self._score(spread)
+        score, metrics = self._score(spread)
         if score[0] and self.dead is None:
             self.dead = (done, spread)
         self.last_metrics = metrics

@@ -332,7 +332,8 @@ def _wall(run: Dict[str, Any]) -> str:
             f"{run['data_share']:.0%})")
 
 
-NAMES = {"tensorflow": "TF", "jax": "JAX", "torch": "torch"}
+NAMES = {"tensorflow": "TF", "jax": "JAX", "torch": "torch",
+         "tensorflow-no-grappler": "TF, grappler off", "tensorflow-xla": "TF, XLA"}
 
 
 def render_step_cost_backends(results: Dict[str, Any]) -> str:

@@ -9,6 +9,12 @@ the third-order step on TensorFlow and JAX; torch runs eagerly). A backend that 
 (a GPU image with JAX and no TensorFlow) or a method that cannot run prints its error in its
 cells; the others still run. Device: whatever each backend picks (a GPU where it sees one).
 
+Two TensorFlow settings run as backends of their own (issue "Speed, second round": ideas for the
+first step on large models): ``tensorflow-no-grappler``, grappler's meta-optimizer switched off
+for the whole process (``tf.config.optimizer.set_experimental_options``; the training step
+runs without it too), and ``tensorflow-xla``, the learned step and the guard's evaluation
+compiled with ``jit_compile=True`` (what the runner's fallback does, there for every model).
+
 Usage: python benchmarks/step_cost_backends.py [--backends tensorflow jax torch]
                                                [--models mlp cnn resnet efficientnet densenet
                                                 nasnet] [--methods ...] [--steps 10]
@@ -17,6 +23,10 @@ Usage: python benchmarks/step_cost_backends.py [--backends tensorflow jax torch]
        python benchmarks/step_cost_backends.py --backends tensorflow jax --models resnet \
            efficientnet densenet nasnet --methods metainit --steps 1 --timeout 180 \
            --json benchmarks/results/large_models.json
+       # MetaInit's first step on ResNet50V2 with TensorFlow's settings for it:
+       python benchmarks/step_cost_backends.py --backends tensorflow tensorflow-no-grappler \
+           tensorflow-xla --models resnet --methods metainit gradinit gradcosine --steps 1 \
+           --timeout 300 --json benchmarks/results/first_step_settings.json
        python benchmarks/step_cost.py --backend jax     # TensorFlow and JAX
        python benchmarks/step_cost.py --backend torch   # TensorFlow and torch
 Writes ``benchmarks/results/step_cost_backends.json`` (``--json``) and prints its table
@@ -25,6 +35,7 @@ Writes ``benchmarks/results/step_cost_backends.json`` (``--json``) and prints it
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -33,6 +44,8 @@ import render
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BACKENDS = ("tensorflow", "jax", "torch")
+#: TensorFlow with a setting for its compilation, measured as a backend of its own
+TF_SETTINGS = ("tensorflow-no-grappler", "tensorflow-xla")
 METHODS = ("metainit", "gradinit", "gradcosine")
 LABELS = {"mlp": "MLP 8x256, batch 128", "cnn": "CNN 4x32, batch 128",
           "resnet": "ResNet50V2 32x32, batch 16", "efficientnet": "EfficientNetB0 32x32, batch 16",
@@ -77,11 +90,32 @@ def _device() -> str:
         return f"cuda:0 ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
 
 
-def child(models, steps: int, methods=METHODS) -> None:
+def _error(e: Exception) -> str:
+    """A table cell for an error: its type and message's start, and the op TensorFlow names."""
+    op = re.search(r"\(op type: (\w+)\)", str(e))
+    return f"{type(e).__name__}: {e}"[:80] + (f" … (op type: {op.group(1)})" if op else "")
+
+
+def _apply(setting: str) -> None:
+    """Switch on one of :data:`TF_SETTINGS` in this process."""
+    import tensorflow as tf
+
+    if setting == "tensorflow-no-grappler":
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    elif setting == "tensorflow-xla":
+        from keras_metainit.learned import tensorflow as runner
+
+        runner._compiled = lambda fn, signature, report: tf.function(
+            fn, input_signature=signature, jit_compile=True)
+
+
+def child(models, steps: int, methods=METHODS, setting=None) -> None:
     """Measure on the backend this process was started with; print one JSON line."""
     sys.path.insert(0, HERE)
-    import keras
     import step_cost
+
+    if setting:
+        _apply(setting)
 
     rows = {"device": _device()}
     for name in models:
@@ -96,7 +130,7 @@ def child(models, steps: int, methods=METHODS) -> None:
                 train = step_cost.train_step_ms(make(), x[:batch], y[:batch], n)
                 rows[name][method] = {"ms": ms, "train_ms": train, "first_s": report.trace_time}
             except Exception as e:  # shown in the table
-                rows[name][method] = {"error": f"{type(e).__name__}: {e}"[:80]}
+                rows[name][method] = {"error": _error(e)}
         print(f"  {name}: {rows[name]}", file=sys.stderr, flush=True)
     print("RESULT " + json.dumps(rows), flush=True)
 
@@ -109,11 +143,12 @@ def _measure(backend: str, models, steps: int, methods=METHODS, timeout=None) ->
         merged = {k: v for part in parts for k, v in part.items()}
         merged["device"] = next((p["device"] for p in parts if p.get("device")), "?")
         return merged
-    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    setting = ["--setting", backend] if backend in TF_SETTINGS else []
+    env = dict(os.environ, KERAS_BACKEND=backend.split("-")[0], TF_CPP_MIN_LOG_LEVEL="3")
     try:
         out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", "--steps",
-                              str(steps), "--models", *models, "--methods", *methods], env=env,
-                             capture_output=True, text=True, timeout=timeout)
+                              str(steps), "--models", *models, "--methods", *methods, *setting],
+                             env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         late = {"error": f"not done in {timeout:g} s"}
         return {m: {step: late for step in ("training step", *methods)} for m in models}
@@ -126,7 +161,8 @@ def _measure(backend: str, models, steps: int, methods=METHODS, timeout=None) ->
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
+    p.add_argument("--backends", nargs="+", default=list(BACKENDS),
+                   choices=BACKENDS + TF_SETTINGS)
     p.add_argument("--models", nargs="+", default=["mlp", "cnn"], choices=list(LABELS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     p.add_argument("--steps", type=int, default=10)
@@ -134,10 +170,11 @@ def main(argv=None):
                    help="seconds per model and backend (one process each); a model that runs "
                         "past it shows 'not done in N s'")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--setting", choices=TF_SETTINGS, help=argparse.SUPPRESS)
     record.add_argument(p, "step_cost_backends")
     args = p.parse_args(argv)
     if args.child:
-        return child(args.models, args.steps, args.methods)
+        return child(args.models, args.steps, args.methods, args.setting)
     results = {b: _measure(b, args.models, args.steps, args.methods, args.timeout)
                for b in args.backends}
     payload = record.write(record.path_for(args, "step_cost_backends"), {

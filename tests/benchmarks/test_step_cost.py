@@ -56,3 +56,25 @@ def test_a_backend_past_its_timeout_shows_it_in_every_cell_of_its_model(monkeypa
         "meta": {}, "models": {m: scb.LABELS[m] for m in ("resnet", "nasnet")},
         "methods": ["metainit"], "backends": {"tensorflow": out}})
     assert "not done in 60 s" in table and "| 25.0 |" in table
+
+
+def test_a_tensorflow_setting_runs_as_a_tensorflow_process_with_its_setting(monkeypatch):
+    """step_cost_backends.py --backends tensorflow-xla: the child runs under
+    KERAS_BACKEND=tensorflow with ``--setting tensorflow-xla``, and a TensorFlow error in its
+    cells names the op it was about."""
+    monkeypatch.syspath_prepend(os.path.abspath(BENCH))
+    import step_cost_backends as scb
+
+    seen = []
+
+    def fake_run(cmd, env=None, **kwargs):
+        seen.append((env["KERAS_BACKEND"], cmd[cmd.index("--setting") + 1]))
+        return types.SimpleNamespace(stdout="RESULT " + scb.json.dumps({"device": "cpu:0"}),
+                                     stderr="")
+
+    monkeypatch.setattr(scb.subprocess, "run", fake_run)
+    scb._measure("tensorflow-xla", ["resnet"], 1, ["metainit"])
+    assert seen == [("tensorflow", "tensorflow-xla")]
+    cell = scb._error(LookupError("No gradient defined for operation 'a/b/c/d/e/f/g/h/i/j/k/l/m"
+                                  "/n/o/p/q/r/s/t/u/v/w/x/y/z/Op' (op type: XlaOp). In general"))
+    assert cell.startswith("LookupError: No gradient") and cell.endswith("(op type: XlaOp)")

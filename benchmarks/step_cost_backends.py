@@ -23,10 +23,10 @@ Usage: python benchmarks/step_cost_backends.py [--backends tensorflow jax torch]
        python benchmarks/step_cost_backends.py --backends tensorflow jax --models resnet \
            efficientnet densenet nasnet --methods metainit --steps 1 --timeout 180 \
            --json benchmarks/results/large_models.json
-       # MetaInit's first step on ResNet50V2 with TensorFlow's settings for it:
+       # the learned methods' first step on ResNet50V2 under TensorFlow's settings for it:
        python benchmarks/step_cost_backends.py --backends tensorflow tensorflow-no-grappler \
            tensorflow-xla --models resnet --methods metainit gradinit gradcosine --steps 1 \
-           --timeout 300 --json benchmarks/results/first_step_settings.json
+           --timeout 420 --json benchmarks/results/first_step_settings.json
        python benchmarks/step_cost.py --backend jax     # TensorFlow and JAX
        python benchmarks/step_cost.py --backend torch   # TensorFlow and torch
 Writes ``benchmarks/results/step_cost_backends.json`` (``--json``) and prints its table

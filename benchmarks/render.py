@@ -67,6 +67,10 @@ PRODUCERS: Dict[str, str] = {
     f"{RESULTS}/step_pieces_mlp.json": "python benchmarks/step_pieces.py --model mlp",
     f"{RESULTS}/step_pieces_cnn.json": "python benchmarks/step_pieces.py --model cnn",
     f"{RESULTS}/step_cost_backends.json": "python benchmarks/step_cost_backends.py --steps 10",
+    f"{RESULTS}/large_models.json":
+        "python benchmarks/step_cost_backends.py --backends tensorflow jax --models resnet "
+        "efficientnet densenet nasnet --methods metainit --steps 1 --timeout 180 "
+        "--json benchmarks/results/large_models.json",
     f"{RESULTS}/first_step_settings.json":
         "python benchmarks/step_cost_backends.py --backends tensorflow tensorflow-no-grappler "
         "tensorflow-xla --models resnet --methods metainit gradinit gradcosine --steps 1 "
